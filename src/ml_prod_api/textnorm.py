@@ -1,0 +1,156 @@
+"""Text normalisation shared by training and serving (issue 3).
+
+`normalize` is the one function that turns raw text into what the TF-IDF model sees. Training
+calls it before fitting and the `tfidf` provider calls it before scoring, so the two cannot drift
+apart. It undoes the cheap tricks people use to get abuse past a filter:
+
+- Unicode compatibility forms (NFKC: full-width and "mathematical bold" letters become ASCII),
+- invisible characters (zero-width spaces and joiners, soft hyphens) and combining accents,
+- homoglyphs (Cyrillic and Greek letters that look Latin),
+- spaced or dotted letters (``f u c k``, ``f.u.c.k``),
+- leetspeak inside words (``sh1t``, ``b!tch``, ``@ss`` is lost to the mention rule, see below),
+- masking characters inside known abusive words (``f*ck``, ``sh.t``),
+- long character runs (``fuuuuuck`` -> ``fuuck``).
+
+It also canonicalises what differs between sources but carries no meaning: HTML entities, URLs and
+@-mentions (the tweet sets anonymise mentions as ``@user``; Davidson keeps real handles).
+
+Cost matters because it runs on every served text: the common all-ASCII, no-obfuscation path is a
+few regex scans (see `training/bench_tfidf.py` for the measured cost per text).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+
+__all__ = ["ABUSIVE_WORDS", "normalize"]
+
+# Characters with no visible width that are used to split a word so a filter misses it.
+_INVISIBLE = "\u00ad\u034f\u180e\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff"
+
+# Letters from other scripts that render like Latin ones. NFKC leaves these alone because they are
+# distinct letters, not compatibility forms, so they need an explicit table.
+_HOMOGLYPHS = {
+    # Cyrillic
+    "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p",
+    "с": "c", "т": "t", "у": "y", "х": "x", "ѕ": "s", "і": "i", "ї": "i", "ј": "j", "ԁ": "d",
+    "ɡ": "g", "һ": "h", "ԛ": "q", "ԝ": "w", "ү": "y", "ӏ": "l",
+    "А": "a", "В": "b", "Е": "e", "К": "k", "М": "m", "Н": "h", "О": "o", "Р": "p", "С": "c",
+    "Т": "t", "У": "y", "Х": "x", "Ѕ": "s", "І": "i", "Ј": "j",
+    # Greek
+    "α": "a", "β": "b", "ε": "e", "ι": "i", "κ": "k", "ν": "v", "ο": "o", "ρ": "p", "τ": "t",
+    "υ": "u", "χ": "x", "Α": "a", "Β": "b", "Ε": "e", "Ζ": "z", "Η": "h", "Ι": "i", "Κ": "k",
+    "Μ": "m", "Ν": "n", "Ο": "o", "Ρ": "p", "Τ": "t", "Υ": "y", "Χ": "x",
+}  # fmt: skip
+
+_TRANSLATE = {ord(ch): None for ch in _INVISIBLE} | {ord(k): v for k, v in _HOMOGLYPHS.items()}
+# Combining diacritics: accents used to dodge a filter (`fück`) and "zalgo" noise.
+_COMBINING = re.compile("[\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff]")
+
+# Common abusive words (and inflections) that people mask with `*` or split with dots. Masked
+# tokens are matched against this list; it is written for this project, not copied from a source.
+ABUSIVE_WORDS: tuple[str, ...] = (
+    "fuck", "fucking", "fucked", "fucker", "fuckers", "fucks", "motherfucker", "shit", "shitty",
+    "bullshit", "bitch", "bitches", "bitchy", "cunt", "cunts", "dick", "dicks", "dickhead", "cock",
+    "pussy", "ass", "asshole", "assholes", "arse", "bastard", "bastards", "damn", "crap", "slut",
+    "sluts", "whore", "whores", "hoe", "hoes", "fag", "fags", "faggot", "faggots", "nigga",
+    "niggas", "nigger", "niggers", "retard", "retarded", "retards", "idiot", "idiots", "stupid",
+    "moron", "morons", "dumb", "dumbass", "loser", "losers", "suck", "sucks", "piss", "pissed",
+    "twat", "wanker", "prick", "douche", "douchebag", "jerk", "scum", "trash", "hell", "kill",
+    "die", "hate", "ugly", "porn", "sex", "rape", "nazi", "nazis", "coon", "spic", "kike", "dyke",
+    "tranny", "pedo", "pedophile", "libtard", "libtards", "cuck", "thot", "skank", "tits",
+)  # fmt: skip
+_ABUSIVE_SET = frozenset(ABUSIVE_WORDS)
+_ABUSIVE_BY_LEN: dict[int, tuple[str, ...]] = {}
+for _word in ABUSIVE_WORDS:
+    _ABUSIVE_BY_LEN[len(_word)] = (*_ABUSIVE_BY_LEN.get(len(_word), ()), _word)
+
+_URL = re.compile(r"https?://\S+|www\.\S+")
+_MENTION = re.compile(r"@\w+")
+# Three or more single letters separated by one space, dot, dash or underscore: `f u c k`.
+_SPACED = re.compile(r"(?<![^\W\d_])(?:[^\W\d_][ .\-_]){2,}[^\W\d_](?![^\W\d_])")
+_SPACED_SEP = re.compile(r"[ .\-_]")
+# Leet or masking characters inside a word, `$`/`@` opening one, `$` closing one, any `*`: only
+# texts with one of these take the slower token-by-token pass.
+_SUSPECT = re.compile(
+    r"[^\W\d_][013457@$!*._]+[^\W\d_]|(?<![^\W\d_])(?:\$|@(?!user\b))[^\W\d_]|[^\W\d_]\$|\*"
+)
+_TOKEN = re.compile(r"\S+")
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a",
+                       "$": "s", "!": "i"})  # fmt: skip
+# Leet characters between two letters (`sh1t`), `$`/`@` opening a word (`$hit`), `$` closing one
+# (`a$$`). Digits at a word's edge stay digits: `covid19`, `2nd`, `mp3` are not obfuscation.
+_LEET_INNER = re.compile(
+    r"(?<=[^\W\d_])[013457@$!]{1,2}(?=[^\W\d_])|^[@$](?=[^\W\d_]{2})|(?<=[^\W\d_])\$+$"
+)
+_REPEATS = re.compile(r"(.)\1{2,}")
+_SPACES = re.compile(r"\s+")
+_EDGE_PUNCT = ".,!?;:\"'()[]{}<>"
+
+
+def normalize(text: str) -> str:
+    """Return the canonical form of `text` that the model is trained and served on."""
+    if not text.isascii():
+        # NFKD splits accents off their letters (`fück` -> `fu` + U+0308 + `ck`) so the combining
+        # marks can go; NFC then recomposes what must stay composed (Hangul syllables).
+        text = unicodedata.normalize("NFKD", text).translate(_TRANSLATE)
+        text = unicodedata.normalize("NFC", _COMBINING.sub("", text))
+    if "&" in text:
+        text = html.unescape(text)
+    text = text.lower()
+    if "http" in text or "www." in text:
+        text = _URL.sub("url", text)
+    if "@" in text:
+        text = _MENTION.sub("@user", text)
+    text = _SPACED.sub(_join_spaced, text)
+    if _SUSPECT.search(text):
+        text = _TOKEN.sub(_deobfuscate_token, text)
+    text = _REPEATS.sub(r"\1\1", text)
+    return _SPACES.sub(" ", text).strip()
+
+
+def _join_spaced(match: re.Match[str]) -> str:
+    return _SPACED_SEP.sub("", match.group(0))
+
+
+def _deobfuscate_token(match: re.Match[str]) -> str:
+    token = match.group(0)
+    if token == "@user":
+        return token
+    # Keep sentence punctuation around the word out of the way: `sh1t!` is `shit` + `!`.
+    core = token.strip(_EDGE_PUNCT)
+    if not core or core.isalpha():
+        return token
+    start = token.index(core)
+    prefix, suffix = token[:start], token[start + len(core) :]
+    fixed = _LEET_INNER.sub(lambda m: m.group(0).translate(_LEET), core)
+    if "*" in fixed or "." in fixed or "_" in fixed:
+        fixed = _unmask(fixed)
+    return prefix + fixed + suffix
+
+
+def _unmask(word: str) -> str:
+    """`f*ck` -> `fuck`, `f.ck` -> `fuck`; other dotted words (`e.g`) stay as they are."""
+    joined = word.replace(".", "").replace("_", "")
+    if joined in _ABUSIVE_SET:
+        return joined
+    if "*" in joined and joined.strip("*"):
+        found = _match_masked(joined, min_len=1)
+        return found if found is not None else joined.replace("*", "")
+    # A dot standing for a letter (`sh.t`) only counts for words of four letters or more, so
+    # abbreviations such as `a.m` or `u.k` are never turned into words.
+    found = _match_masked(word.replace(".", "*").replace("_", "*"), min_len=4)
+    return found if found is not None else word
+
+
+def _match_masked(pattern: str, min_len: int) -> str | None:
+    # Each `*` stands for one letter; the first abusive word of that shape wins (the list is
+    # ordered by how common the word is). Masked tokens are rare, so this loop is off the hot path.
+    if len(pattern) < min_len:
+        return None
+    for candidate in _ABUSIVE_BY_LEN.get(len(pattern), ()):
+        if all(c == "*" or c == w for c, w in zip(pattern, candidate, strict=True)):
+            return candidate
+    return None
