@@ -1,0 +1,191 @@
+"""Pure ASGI middleware (no BaseHTTPMiddleware: it breaks contextvars and costs throughput).
+
+`RequestContextMiddleware` is the outermost of ours: it gives every request an id, measures it,
+writes the one access-log line, records the metrics by route template, and turns any exception
+that escaped the app into the 500 envelope (logging the exception type, never its message, which
+may quote input).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ml_prod_api.http.errors import error_body
+from ml_prod_api.logs import request_id_var
+from ml_prod_api.metrics import UNMATCHED_ROUTE, Metrics
+
+access_log = logging.getLogger("ml_prod_api.access")
+error_log = logging.getLogger("ml_prod_api.http")
+
+# A caller's X-Request-ID is reused only when it is short and plain, so it cannot inject
+# log lines or carry data; anything else gets a fresh id.
+_SANE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+
+LOG_SCOPE_KEY = "ml_prod_api.log"
+
+
+def request_log_fields(scope: Scope) -> dict[str, Any]:
+    """The per-request dict a route fills with access-log fields (batch_size, label counts)."""
+    fields: dict[str, Any] = scope.setdefault(LOG_SCOPE_KEY, {})
+    return fields
+
+
+class RequestContextMiddleware:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics,
+        model_fields: Callable[[], dict[str, Any]],
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.model_fields = model_fields
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        request_id = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                if _SANE_REQUEST_ID.match(value):
+                    request_id = value.decode("ascii")
+                break
+        if request_id is None:
+            request_id = uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        header = (b"x-request-id", request_id.encode("ascii"))
+        fields: dict[str, Any] = {}
+        scope[LOG_SCOPE_KEY] = fields
+        status = 500
+        response_started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        started = time.perf_counter()
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            error_log.error(
+                "unhandled exception",
+                extra={"error_type": type(exc).__name__, "event": "unhandled_exception"},
+            )
+            if not response_started:
+                body = orjson.dumps(error_body("internal_error", "internal server error"))
+                await send_wrapper(
+                    {
+                        "type": "http.response.start",
+                        "status": 500,
+                        "headers": [
+                            (b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode()),
+                        ],
+                    }
+                )
+                await send({"type": "http.response.body", "body": body})
+        finally:
+            elapsed = time.perf_counter() - started
+            self.metrics.in_flight.dec()
+            route_obj = scope.get("route")
+            route = getattr(route_obj, "path", None) or UNMATCHED_ROUTE
+            self.metrics.observe_request(route, status, elapsed)
+            client = scope.get("client")
+            access_log.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "method": scope["method"],
+                    "route": route,
+                    "status_code": status,
+                    "latency_ms": round(elapsed * 1000, 3),
+                    "client": client[0] if client else None,
+                    **self.model_fields(),
+                    **fields,
+                },
+            )
+            request_id_var.reset(token)
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(status_code=413, detail="request body too large")
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over `limit` bytes with the 413 envelope, before they are buffered whole.
+
+    Hand-written because Starlette's `RequestBodyLimitMiddleware` (FastAPI's `max_body_size`)
+    replaces any response to an over-long declared body with its own plain-text 413, which would
+    break the one-envelope rule. A declared Content-Length over the limit is refused before the
+    body is read; a chunked body is counted as it streams and cut off at the limit.
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared > self.limit:
+                    await self._refuse(scope, send)
+                    return
+                break
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge()
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+    async def _refuse(self, scope: Scope, send: Send) -> None:
+        body = orjson.dumps(
+            error_body(
+                "payload_too_large",
+                f"request body exceeds the limit of {self.limit} bytes (MAX_BODY_BYTES)",
+            )
+        )
+        # The unread body would otherwise be parsed as the next request on this connection.
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})

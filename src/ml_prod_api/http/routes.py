@@ -1,0 +1,221 @@
+"""Routes: validate, call the inference service, shape the response. Nothing else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from ml_prod_api import API_VERSION, __version__
+from ml_prod_api.http.deps import MetricsDep, ServiceDep, SettingsDep
+from ml_prod_api.http.errors import error_body
+from ml_prod_api.http.middleware import request_log_fields
+from ml_prod_api.http.schemas import (
+    BatchPredictRequest,
+    BatchPredictResponse,
+    ErrorEnvelope,
+    HealthResponse,
+    Prediction,
+    PredictRequest,
+    PredictResponse,
+    ReadyResponse,
+    ServiceInfo,
+)
+from ml_prod_api.http.validation import check_batch, check_text
+from ml_prod_api.metrics import CONTENT_TYPE_LATEST, Metrics
+from ml_prod_api.providers.base import Contribution, Score
+from ml_prod_api.serving import InferenceService
+from ml_prod_api.settings import Settings
+
+EXPLAIN_TOP_K = 10
+
+
+def _err(code: str, message: str) -> dict[str, Any]:
+    return {"application/json": {"example": error_body(code, message)}}
+
+
+def _responses(*entries: tuple[int, str, str, str]) -> dict[int | str, dict[str, Any]]:
+    out: dict[int | str, dict[str, Any]] = {}
+    for status, description, code, message in entries:
+        out[status] = {
+            "model": ErrorEnvelope,
+            "description": description,
+            "content": _err(code, message),
+        }
+    return out
+
+
+_PREDICT_ERRORS = _responses(
+    (
+        413,
+        "Body over MAX_BODY_BYTES",
+        "payload_too_large",
+        "request body exceeds the limit of 1984512 bytes (MAX_BODY_BYTES)",
+    ),
+    (415, "Not JSON", "unsupported_media_type", "Content-Type must be application/json"),
+    (
+        422,
+        "Invalid input",
+        "text_too_long",
+        "field 'text' has 5001 characters; the limit is 5000 (MAX_TEXT_LENGTH)",
+    ),
+    (429, "Queue full", "overloaded", "inference queue full (2048 items queued, limit 2048)"),
+    (500, "The model raised", "inference_error", "the model failed to score this request"),
+    (503, "Not ready or deadline passed", "model_not_ready", "model not ready (loading)"),
+)
+
+router = APIRouter()
+
+
+def _threshold(settings: Settings, service: InferenceService) -> float:
+    if settings.toxic_threshold is not None:
+        return settings.toxic_threshold
+    provider = service.provider
+    default = provider.default_threshold if provider is not None else None
+    return default if default is not None else 0.5
+
+
+def _predictions(
+    scores: list[Score],
+    threshold: float,
+    service: InferenceService,
+    explanation: list[Contribution] | None = None,
+) -> list[Prediction]:
+    provider = service.provider
+    assert provider is not None  # predict() only returns once the model is loaded
+    name, version = provider.name, provider.version
+    out = []
+    for score in scores:
+        p = min(1.0, max(0.0, float(score.probability_toxic)))
+        out.append(
+            Prediction(
+                label="toxic" if p >= threshold else "non-toxic",
+                probability_toxic=p,
+                model_version=version,
+                provider=name,
+                labels=score.labels,
+                explanation=(
+                    [{"feature": c.feature, "weight": c.weight} for c in explanation]  # type: ignore[misc]
+                    if explanation is not None
+                    else None
+                ),
+            )
+        )
+    return out
+
+
+def _record(request: Request, metrics: Metrics, preds: list[Prediction], texts: list[str]) -> None:
+    toxic = sum(1 for p in preds if p.label == "toxic")
+    fields = request_log_fields(request.scope)
+    fields["batch_size"] = len(preds)
+    fields["labels"] = {"toxic": toxic, "non-toxic": len(preds) - toxic}
+    metrics.observe_predictions(
+        preds[0].provider, [p.label for p in preds], [len(t) for t in texts]
+    )
+
+
+@router.post(
+    "/v1/predict",
+    response_model=PredictResponse,
+    response_model_exclude_none=True,
+    responses=_PREDICT_ERRORS,
+    summary="Classify one text",
+    tags=["predict"],
+)
+async def predict(
+    body: PredictRequest,
+    request: Request,
+    settings: SettingsDep,
+    service: ServiceDep,
+    metrics: MetricsDep,
+) -> PredictResponse:
+    check_text(body.text, "text", settings.max_text_length)
+    result = await service.predict(
+        [body.text], explain_top_k=EXPLAIN_TOP_K if body.explain else None
+    )
+    preds = _predictions(result.scores, _threshold(settings, service), service, result.explanation)
+    _record(request, metrics, preds, [body.text])
+    return PredictResponse(prediction=preds[0])
+
+
+@router.post(
+    "/v1/predict_batch",
+    response_model=BatchPredictResponse,
+    response_model_exclude_none=True,
+    responses=_PREDICT_ERRORS,
+    summary="Classify several texts in one model call",
+    tags=["predict"],
+)
+async def predict_batch(
+    body: BatchPredictRequest,
+    request: Request,
+    settings: SettingsDep,
+    service: ServiceDep,
+    metrics: MetricsDep,
+) -> BatchPredictResponse:
+    check_batch(body.texts, settings.max_batch_size, settings.max_text_length)
+    result = await service.predict(body.texts)
+    preds = _predictions(result.scores, _threshold(settings, service), service)
+    _record(request, metrics, preds, body.texts)
+    return BatchPredictResponse(predictions=preds)
+
+
+@router.get("/", response_model=ServiceInfo, tags=["meta"], summary="Service metadata")
+async def root(settings: SettingsDep, service: ServiceDep) -> ServiceInfo:
+    provider = service.provider
+    return ServiceInfo(
+        service="ml-prod-api",
+        version=__version__,
+        api_version=API_VERSION,
+        provider=settings.model_provider,
+        model_version=provider.version if provider is not None else None,
+        ready=service.readiness.ready,
+        links={
+            "docs": "/docs",
+            "openapi": "/openapi.json",
+            "health": "/healthz",
+            "ready": "/readyz",
+            "metrics": "/metrics",
+            "predict": "/v1/predict",
+            "predict_batch": "/v1/predict_batch",
+        },
+    )
+
+
+@router.get("/healthz", response_model=HealthResponse, tags=["probes"], summary="Liveness")
+async def healthz() -> HealthResponse:
+    # No model work and no awaits on the model thread: answers while a batch computes.
+    return HealthResponse(status="ok")
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadyResponse,
+    tags=["probes"],
+    summary="Readiness: model loaded and warm, not draining",
+    responses={503: {"model": ReadyResponse, "description": "loading, draining or failed"}},
+)
+async def readyz(settings: SettingsDep, service: ServiceDep) -> Any:
+    readiness = service.readiness
+    provider = service.provider
+    body = ReadyResponse(
+        status=readiness.describe(),
+        ready=readiness.ready,
+        provider=settings.model_provider,
+        model_version=provider.version if provider is not None else None,
+    )
+    if readiness.ready:
+        return body
+    return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
+
+
+@router.get(
+    "/metrics",
+    tags=["probes"],
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
+)
+async def metrics_endpoint(metrics: MetricsDep) -> Response:
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,93 @@
+"""Start-up and shutdown: load and warm the model, drain gracefully on SIGTERM.
+
+On SIGTERM, readiness turns 503 at once while predictions are still accepted for
+`DRAIN_GRACE_SECONDS` (the load balancer needs a few probe periods to stop sending); then the
+server's own handler runs: it closes the listening socket, waits for in-flight requests, and the
+lifespan's exit stops the model thread after the queued work is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from types import FrameType
+from typing import Any
+
+from fastapi import FastAPI
+
+from ml_prod_api.serving import InferenceService, ReadyState
+from ml_prod_api.settings import Settings
+
+log = logging.getLogger("ml_prod_api.lifecycle")
+
+
+class StartupError(RuntimeError):
+    """Start-up failed and STARTUP_FAIL_FAST is set."""
+
+
+Handler = Callable[[int, FrameType | None], Any]
+
+
+def install_drain_handler(
+    service: InferenceService, grace_s: float, loop: asyncio.AbstractEventLoop
+) -> Callable[[], None]:
+    """Wrap the server's SIGTERM handler with a grace period. Returns an undo function.
+
+    Uvicorn installs its handler with `signal.signal` before the lifespan starts, so we can chain
+    to it; if no Python handler is installed (not the main thread, or not under a server), this
+    does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = signal.getsignal(signal.SIGTERM)
+    if not callable(previous):
+        return lambda: None
+    server_handler: Handler = previous
+    fired = False
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        nonlocal fired
+        if fired:  # a second SIGTERM: stop waiting
+            server_handler(signum, frame)
+            return
+        fired = True
+        service.begin_drain()
+        log.info("SIGTERM: draining", extra={"event": "drain_started", "grace_s": grace_s})
+        loop.call_soon_threadsafe(loop.call_later, grace_s, server_handler, signum, None)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+    def undo() -> None:
+        if signal.getsignal(signal.SIGTERM) is on_sigterm:
+            signal.signal(signal.SIGTERM, server_handler)
+
+    return undo
+
+
+def make_lifespan(settings: Settings) -> Callable[[FastAPI], Any]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service: InferenceService = app.state.service
+        log.info("starting", extra={"event": "startup", "settings": settings.redacted()})
+        service.start()
+        if settings.startup_fail_fast:
+            readiness = await service.wait_loaded()
+            if readiness.state is ReadyState.FAILED:
+                raise StartupError(f"model failed to load: {readiness.reason}")
+        undo = install_drain_handler(
+            service, settings.drain_grace_seconds, asyncio.get_running_loop()
+        )
+        try:
+            yield
+        finally:
+            undo()
+            stopped = await asyncio.get_running_loop().run_in_executor(
+                None, service.stop, settings.shutdown_timeout_seconds
+            )
+            log.info("stopped", extra={"event": "shutdown", "clean": stopped})
+
+    return lifespan

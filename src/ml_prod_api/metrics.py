@@ -1,0 +1,156 @@
+"""Prometheus metrics (prometheus-client), one registry per app so tests stay isolated.
+
+Labels are bounded: `route` is the route template (unknown paths share one value), `status` the
+numeric code, `provider` and `label` come from fixed sets. No label ever carries request data.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+# From sub-millisecond (tfidf, stub) up to seconds (a transformer batch on CPU).
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+LENGTH_BUCKETS = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 5000, 10000)
+
+UNMATCHED_ROUTE = "<unmatched>"
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "UNMATCHED_ROUTE"]
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.http_requests = Counter(
+            "http_requests_total",
+            "HTTP requests by route template and status code.",
+            ["route", "status"],
+            registry=r,
+        )
+        self.http_latency = Histogram(
+            "http_request_latency_seconds",
+            "HTTP request latency by route template.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "http_requests_in_flight",
+            "HTTP requests being served.",
+            registry=r,
+        )
+        self.inference_latency = Histogram(
+            "inference_latency_seconds",
+            "Model compute time per batch call.",
+            ["provider"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference_batch_size = Histogram(
+            "inference_batch_size",
+            "Texts per model call.",
+            buckets=BATCH_BUCKETS,
+            registry=r,
+        )
+        self.inference_errors = Counter(
+            "inference_errors_total",
+            "Model calls that raised.",
+            ["provider"],
+            registry=r,
+        )
+        self.predictions = Counter(
+            "predictions_total",
+            "Texts scored, by predicted label.",
+            ["provider", "label"],
+            registry=r,
+        )
+        self.text_length = Histogram(
+            "text_length_chars",
+            "Length of scored texts in characters.",
+            buckets=LENGTH_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "inference_queue_depth",
+            "Texts waiting for the model thread.",
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "inference_queue_wait_seconds",
+            "Time a request waited before its model call.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rejected = Counter(
+            "inference_rejected_total",
+            "Requests refused or dropped by the queue (queue_full, deadline, cancelled).",
+            ["reason"],
+            registry=r,
+        )
+        self.model_ready = Gauge("model_ready", "1 when the model is loaded and warm.", registry=r)
+        self.model_info = Gauge(
+            "model_info",
+            "The served provider and model version.",
+            ["provider", "version"],
+            registry=r,
+        )
+        for reason in ("queue_full", "deadline", "cancelled"):
+            self.rejected.labels(reason)
+
+    # --- called by the serving layer ---------------------------------------------------------
+    def set_ready(self, ready: bool) -> None:
+        self.model_ready.set(1 if ready else 0)
+
+    def set_model_info(self, provider: str, version: str) -> None:
+        self.model_info.clear()
+        self.model_info.labels(provider, version).set(1)
+
+    def set_queue_depth(self, items: int) -> None:
+        self.queue_depth.set(items)
+
+    def observe_queue_wait(self, seconds: float) -> None:
+        self.queue_wait.observe(seconds)
+
+    def observe_inference(self, provider: str, seconds: float, batch_size: int) -> None:
+        self.inference_latency.labels(provider).observe(seconds)
+        self.inference_batch_size.observe(batch_size)
+
+    def inference_failed(self, provider: str) -> None:
+        self.inference_errors.labels(provider).inc()
+
+    def rejected_count(self, reason: str) -> None:
+        self.rejected.labels(reason).inc()
+
+    # --- called by the HTTP layer ------------------------------------------------------------
+    def observe_request(self, route: str, status: int, seconds: float) -> None:
+        self.http_requests.labels(route, str(status)).inc()
+        self.http_latency.labels(route).observe(seconds)
+
+    def observe_predictions(self, provider: str, labels: list[str], lengths: list[int]) -> None:
+        toxic = sum(1 for label in labels if label == "toxic")
+        if toxic:
+            self.predictions.labels(provider, "toxic").inc(toxic)
+        if len(labels) - toxic:
+            self.predictions.labels(provider, "non-toxic").inc(len(labels) - toxic)
+        for n in lengths:
+            self.text_length.observe(n)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

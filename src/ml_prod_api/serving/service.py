@@ -1,0 +1,376 @@
+"""The inference service: one thread owns the model; the async side only awaits.
+
+Requests become jobs on a bounded queue. The inference thread gathers queued jobs into one
+`predict_batch` call (up to `batch_max_size` texts, waiting at most `batch_max_wait_ms` for more),
+drops jobs whose deadline passed or whose caller went away, and hands results back to the event
+loop with `call_soon_threadsafe`. This is the shape of TEI's `core/src/infer.rs` (a permit-bounded
+queue feeding a batching task); it is hand-written because no maintained Python library offers a
+bounded, deadline-aware batching queue for an in-process model thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ml_prod_api.errors import (
+    DeadlineExceeded,
+    InferenceError,
+    ModelLoadError,
+    ModelNotReady,
+    Overloaded,
+    ServiceError,
+)
+from ml_prod_api.metrics import Metrics
+from ml_prod_api.providers.base import Contribution, Provider, Score
+
+log = logging.getLogger("ml_prod_api.serving")
+
+WARMUP_TEXT = "warm-up: hello world"
+
+
+class ReadyState(enum.StrEnum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+    DRAINING = "draining"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    state: ReadyState
+    reason: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.state is ReadyState.READY
+
+    def describe(self) -> str:
+        if self.state is ReadyState.FAILED:
+            return f"failed: {self.reason}"
+        return str(self.state.value)
+
+
+@dataclass(slots=True)
+class _Job:
+    texts: Sequence[str]
+    explain_top_k: int | None
+    deadline: float  # time.monotonic()
+    future: asyncio.Future[tuple[list[Score], list[Contribution] | None]]
+    loop: asyncio.AbstractEventLoop
+    enqueued_at: float = field(default_factory=time.monotonic)
+    started_at: float = 0.0
+    compute_s: float = 0.0
+    cancelled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceResult:
+    scores: list[Score]
+    explanation: list[Contribution] | None
+    queue_seconds: float
+    compute_seconds: float
+
+
+class InferenceService:
+    """Owns the provider, its thread, the bounded queue and the readiness state."""
+
+    def __init__(
+        self,
+        provider_factory: Callable[[], Provider],
+        *,
+        batch_max_size: int = 64,
+        batch_max_wait_ms: float = 0.0,
+        queue_max_items: int = 2048,
+        request_timeout_ms: int = 10_000,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._provider_factory = provider_factory
+        self._provider: Provider | None = None
+        self.batch_max_size = batch_max_size
+        self.batch_max_wait_s = batch_max_wait_ms / 1000.0
+        self.queue_max_items = queue_max_items
+        self.request_timeout_s = request_timeout_ms / 1000.0
+        self.stats = metrics or Metrics()
+
+        self._queue: deque[_Job] = deque()
+        self._queued_items = 0
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._state = Readiness(ReadyState.LOADING)
+        self._loaded = threading.Event()
+        self._load_ok = False
+        # Items per second the model thread has been finishing (EWMA), for Retry-After.
+        self._throughput = 0.0
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    @property
+    def provider(self) -> Provider | None:
+        return self._provider if self._state.state is not ReadyState.LOADING else None
+
+    @property
+    def readiness(self) -> Readiness:
+        return self._state
+
+    def start(self) -> None:
+        """Start the inference thread; it loads the model, warms it up, then serves the queue."""
+        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
+        self._thread.start()
+
+    async def wait_loaded(self) -> Readiness:
+        """Wait until loading finished (successfully or not) without blocking the loop."""
+        await asyncio.get_running_loop().run_in_executor(None, self._loaded.wait)
+        return self._state
+
+    def begin_drain(self) -> None:
+        """Readiness turns 503 so the load balancer stops sending; queued work still runs."""
+        if self._state.state in (ReadyState.READY, ReadyState.LOADING):
+            self._set_state(Readiness(ReadyState.DRAINING))
+
+    def stop(self, timeout_s: float = 20.0) -> bool:
+        """Finish queued work, stop the thread. Returns False if it did not stop in time
+        (a hung model call: the daemon thread is abandoned so shutdown still completes)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._state.state is not ReadyState.FAILED:
+            self._set_state(Readiness(ReadyState.STOPPED))
+        if self._thread is None:
+            return True
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+    def _set_state(self, state: Readiness) -> None:
+        self._state = state
+        self.stats.set_ready(state.ready)
+
+    # --- the async side ----------------------------------------------------------------------
+    @property
+    def queued_items(self) -> int:
+        return self._queued_items
+
+    async def predict(
+        self, texts: Sequence[str], *, explain_top_k: int | None = None
+    ) -> InferenceResult:
+        """Queue texts for the model and await their scores (input order kept)."""
+        state = self._state
+        # While draining, work is still accepted: the load balancer needs the grace period to
+        # notice the failing readiness probe.
+        if not self._load_ok or state.state not in (ReadyState.READY, ReadyState.DRAINING):
+            raise ModelNotReady(f"model not ready ({state.describe()})")
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        job = _Job(
+            texts=texts,
+            explain_top_k=explain_top_k,
+            deadline=now + self.request_timeout_s,
+            future=loop.create_future(),
+            loop=loop,
+            enqueued_at=now,
+        )
+        with self._cond:
+            if self._stopping:
+                raise ModelNotReady("model not ready (stopped)")
+            # A job bigger than the whole queue is still admitted when the queue is empty, so a
+            # maximal batch request is never refused on an idle server.
+            if self._queued_items and self._queued_items + len(texts) > self.queue_max_items:
+                self.stats.rejected_count("queue_full")
+                raise Overloaded(
+                    f"inference queue full ({self._queued_items} items queued, "
+                    f"limit {self.queue_max_items})",
+                    retry_after_s=max(1, round(self._estimated_drain_s())),
+                )
+            self._queue.append(job)
+            self._queued_items += len(texts)
+            self.stats.set_queue_depth(self._queued_items)
+            self._cond.notify()
+        try:
+            scores, explanation = await asyncio.wait_for(
+                job.future, timeout=max(0.0, job.deadline - time.monotonic())
+            )
+        except TimeoutError:
+            job.cancelled = True
+            self.stats.rejected_count("deadline")
+            raise DeadlineExceeded(
+                f"inference did not finish within {self.request_timeout_s * 1000:.0f} ms"
+            ) from None
+        except asyncio.CancelledError:
+            job.cancelled = True  # the caller went away: the thread skips this job
+            self.stats.rejected_count("cancelled")
+            raise
+        return InferenceResult(scores, explanation, job.started_at - job.enqueued_at, job.compute_s)
+
+    def _estimated_drain_s(self) -> float:
+        if self._throughput <= 0:
+            return 1.0
+        return min(60.0, self._queued_items / self._throughput)
+
+    # --- the inference thread ----------------------------------------------------------------
+    def _run(self) -> None:
+        if not self._load():
+            return
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            self._process(batch)
+
+    def _load(self) -> bool:
+        started = time.perf_counter()
+        try:
+            provider = self._provider_factory()
+            provider.load()
+            provider.predict_batch([WARMUP_TEXT])
+        except ModelLoadError as exc:
+            reason = exc.message
+        except Exception as exc:  # a broken artifact must not kill the process
+            reason = f"{type(exc).__name__}: {exc}"
+        else:
+            self._provider = provider
+            self._load_ok = True
+            self.stats.set_model_info(provider.name, provider.version)
+            log.info(
+                "model loaded",
+                extra={
+                    "provider": provider.name,
+                    "model_version": provider.version,
+                    "load_ms": round((time.perf_counter() - started) * 1000, 1),
+                },
+            )
+            if self._state.state is ReadyState.LOADING:
+                self._set_state(Readiness(ReadyState.READY))
+            self._loaded.set()
+            return True
+        log.error("model failed to load: %s", reason, extra={"event": "model_load_failed"})
+        self._set_state(Readiness(ReadyState.FAILED, reason))
+        self._loaded.set()
+        # Fail every job that slipped in and exit the thread.
+        with self._cond:
+            self._fail_queued(ModelNotReady(f"model not ready (failed: {reason})"))
+        return False
+
+    def _next_batch(self) -> list[_Job] | None:
+        with self._cond:
+            while not self._queue:
+                if self._stopping:
+                    return None
+                self._cond.wait()
+            batch = [self._queue.popleft()]
+            items = len(batch[0].texts)
+            if self.batch_max_wait_s > 0 and items < self.batch_max_size:
+                wait_until = time.monotonic() + self.batch_max_wait_s
+                while items < self.batch_max_size and not self._stopping:
+                    if not self._queue:
+                        remaining = wait_until - time.monotonic()
+                        if remaining <= 0 or not self._cond.wait(remaining):
+                            break
+                        continue
+                    if items + len(self._queue[0].texts) > self.batch_max_size:
+                        break
+                    job = self._queue.popleft()
+                    batch.append(job)
+                    items += len(job.texts)
+            while self._queue and items + len(self._queue[0].texts) <= self.batch_max_size:
+                job = self._queue.popleft()
+                batch.append(job)
+                items += len(job.texts)
+            self._queued_items -= sum(len(job.texts) for job in batch)
+            self.stats.set_queue_depth(self._queued_items)
+            return batch
+
+    def _process(self, batch: list[_Job]) -> None:
+        now = time.monotonic()
+        live: list[_Job] = []
+        for job in batch:
+            if job.cancelled or job.future.cancelled():
+                continue
+            if job.deadline <= now:
+                job.cancelled = True
+                self._resolve(job, exc=DeadlineExceeded("deadline passed while queued"))
+                continue
+            live.append(job)
+            self.stats.observe_queue_wait(now - job.enqueued_at)
+        if not live:
+            return
+        provider = self._provider
+        assert provider is not None
+        texts: list[str] = [text for job in live for text in job.texts]
+        started = time.perf_counter()
+        try:
+            scores = provider.predict_batch(texts)
+            if len(scores) != len(texts):
+                raise RuntimeError(f"provider returned {len(scores)} scores for {len(texts)} texts")
+        except Exception as exc:
+            # Only this batch fails; the exception text may quote input, so log its type only.
+            log.error(
+                "inference failed",
+                extra={
+                    "event": "inference_error",
+                    "error_type": type(exc).__name__,
+                    "batch_size": len(texts),
+                },
+            )
+            self.stats.inference_failed(provider.name)
+            for job in live:
+                self._resolve(job, exc=InferenceError("the model failed to score this request"))
+            return
+        elapsed = time.perf_counter() - started
+        self.stats.observe_inference(provider.name, elapsed, len(texts))
+        if elapsed > 0:
+            rate = len(texts) / elapsed
+            self._throughput = (
+                rate if self._throughput == 0 else 0.8 * self._throughput + 0.2 * rate
+            )
+        offset = 0
+        for job in live:
+            job.started_at = now
+            job.compute_s = elapsed
+            n = len(job.texts)
+            explanation: list[Contribution] | None = None
+            if job.explain_top_k is not None:
+                try:
+                    explanation = provider.explain(job.texts[0], job.explain_top_k)
+                except ServiceError as exc:
+                    self._resolve(job, exc=exc)
+                    offset += n
+                    continue
+                except Exception as exc:
+                    log.error("explanation failed", extra={"error_type": type(exc).__name__})
+                    self._resolve(job, exc=InferenceError("the model failed to explain"))
+                    offset += n
+                    continue
+            self._resolve(job, result=(scores[offset : offset + n], explanation))
+            offset += n
+
+    def _fail_queued(self, exc: ServiceError) -> None:
+        while self._queue:
+            self._resolve(self._queue.popleft(), exc=exc)
+        self._queued_items = 0
+
+    @staticmethod
+    def _resolve(
+        job: _Job,
+        *,
+        result: tuple[list[Score], list[Contribution] | None] | None = None,
+        exc: Exception | None = None,
+    ) -> None:
+        def deliver() -> None:
+            if job.future.done():
+                return
+            if exc is not None:
+                job.future.set_exception(exc)
+            else:
+                job.future.set_result(result)  # type: ignore[arg-type]
+
+        # A closed loop means nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
+            job.loop.call_soon_threadsafe(deliver)
