@@ -109,10 +109,15 @@ def _field_name(loc: Sequence[Any]) -> str:
     return name or "body"
 
 
-def _describe(err: Mapping[str, Any]) -> tuple[str, str, str]:
+def _describe(err: Mapping[str, Any], allowed: Sequence[str]) -> tuple[str, str, str]:
     """(field, code, message) for one pydantic error, built without its `input`."""
     kind = err.get("type", "")
     loc = err.get("loc", ())
+    if kind == "extra_forbidden":
+        # The unknown key is caller data: name the allowed fields instead of echoing it.
+        return "body", "unknown_field", (
+            f"request body has a field that is not allowed (allowed: {', '.join(allowed)})"
+        )
     field = _field_name(loc)
     if kind == "json_invalid":
         pos = loc[-1] if loc and isinstance(loc[-1], int) else None
@@ -122,8 +127,6 @@ def _describe(err: Mapping[str, Any]) -> tuple[str, str, str]:
         if field == "body":
             return "body", "missing_body", "request body is required"
         return field, "missing_field", f"field '{field}' is required"
-    if kind == "extra_forbidden":
-        return field, "unknown_field", f"field '{field}' is not allowed"
     if kind in ("model_attributes_type", "dict_type", "model_type"):
         return "body", "invalid_body", "request body must be a JSON object"
     if kind == "string_type":
@@ -156,7 +159,10 @@ async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
             "unsupported_media_type",
             "Content-Type must be application/json",
         )
-    described = [_describe(err) for err in exc.errors()]
+    body_field = getattr(request.scope.get("route"), "body_field", None)
+    model = getattr(getattr(body_field, "field_info", None), "annotation", None)
+    allowed = list(getattr(model, "model_fields", {}))
+    described = list(dict.fromkeys(_describe(err, allowed) for err in exc.errors()))
     field, code, message = described[0]
     details = [{"field": f, "code": c, "message": m} for f, c, m in described[:20]]
     if len(described) > 1:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from ml_prod_api.errors import ModelLoadError
 from ml_prod_api.providers.base import Contribution, Provider, ProviderInfo, Score
 
 if TYPE_CHECKING:
@@ -46,6 +47,12 @@ def create_provider(settings: Settings) -> Provider:
     if name not in _REGISTRY:
         raise UnknownProvider(name)
     module_name, _, factory_name = _REGISTRY[name].partition(":")
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"the {name} provider cannot be imported ({exc.name or exc}); "
+            "is its requirements file installed?"
+        ) from exc
     provider: Provider = getattr(module, factory_name)(settings)
     return provider

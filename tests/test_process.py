@@ -1,0 +1,118 @@
+"""The real server process: both start commands, liveness under load, SIGTERM drain, fail-fast."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx2
+import pytest
+
+from tests.servers import ROOT, run_server
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def test_console_script_serves_the_seed_example() -> None:
+    with run_server() as server:
+        server.wait_ready()
+        r = httpx2.post(
+            server.url + "/v1/predict",
+            content=b'{"text":"you are awful"}',
+            headers={"Content-Type": "application/json"},
+        )
+        assert r.status_code == 200
+        assert r.json()["prediction"]["label"] == "toxic"
+        assert "server" not in r.headers  # no version banner
+
+
+def test_classic_uvicorn_command() -> None:
+    argv = [sys.executable, "-m", "uvicorn", "ml_prod_api.api:app", "--app-dir", "src",
+            "--host", "127.0.0.1", "--port", "{port}"]
+    with run_server(argv) as server:
+        server.wait_ready()
+        r = httpx2.post(server.url + "/v1/predict", json={"text": "have a nice day"})
+        assert r.status_code == 200
+        assert r.json()["prediction"]["label"] == "non-toxic"
+        server.proc.send_signal(signal.SIGTERM)
+        server.proc.wait(30)
+        out = server.output()
+    # Every line on stdout is JSON, uvicorn's own lines included.
+    for line in out.strip().splitlines():
+        json.loads(line)
+
+
+def test_liveness_answers_while_a_batch_computes() -> None:
+    with run_server(STUB_DELAY_MS="1500", DRAIN_GRACE_SECONDS="0") as server:
+        server.wait_ready(timeout_s=60)
+        done = threading.Event()
+
+        def slow() -> None:
+            httpx2.post(server.url + "/v1/predict_batch", json={"texts": ["a"] * 64}, timeout=30)
+            done.set()
+
+        t = threading.Thread(target=slow)
+        t.start()
+        time.sleep(0.2)  # let the batch reach the model thread
+        assert httpx2.get(server.url + "/healthz", timeout=5).status_code == 200
+        assert not done.is_set()  # liveness answered while the batch was still computing
+        t.join(30)
+        assert done.is_set()
+
+
+def test_sigterm_drains_without_losing_requests() -> None:
+    with run_server(STUB_DELAY_MS="700", DRAIN_GRACE_SECONDS="1.0") as server:
+        server.wait_ready(timeout_s=60)
+        results: list[int] = []
+
+        def call() -> None:
+            r = httpx2.post(server.url + "/v1/predict", json={"text": "in flight"}, timeout=30)
+            results.append(r.status_code)
+
+        in_flight = [threading.Thread(target=call) for _ in range(3)]
+        for t in in_flight:
+            t.start()
+        time.sleep(0.2)
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+        r = httpx2.get(server.url + "/readyz", timeout=5)
+        assert r.status_code == 503
+        assert r.json()["status"] == "draining"
+        # Inside the grace period new predictions are still served.
+        late = threading.Thread(target=call)
+        late.start()
+        for t in [*in_flight, late]:
+            t.join(30)
+        assert results == [200, 200, 200, 200]
+        assert server.proc.wait(30) == 0
+        with pytest.raises(httpx2.TransportError):
+            httpx2.get(server.url + "/healthz", timeout=2)
+        log = [json.loads(line) for line in server.output().splitlines() if line.strip()]
+        assert any(e.get("event") == "drain_started" for e in log)
+
+
+def test_fail_fast_exits_non_zero_with_the_reason() -> None:
+    with run_server(STUB_LOAD_ERROR="model file is truncated", STARTUP_FAIL_FAST="true") as server:
+        code = server.proc.wait(60)
+        out = server.output()
+    assert code != 0
+    failures = [json.loads(line) for line in out.splitlines() if "model_load_failed" in line]
+    assert len(failures) == 1
+    assert "model file is truncated" in failures[0]["message"]
+
+
+def test_invalid_setting_stops_serve_with_one_line() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ml_prod_api.cli", "serve"], cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "TOXIC_THRESHOLD": "2"}, capture_output=True, text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "ml-prod-api: configuration error: invalid setting TOXIC_THRESHOLD='2': "
+        "Input should be less than or equal to 1"
+    ]

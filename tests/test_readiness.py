@@ -1,0 +1,72 @@
+"""Readiness states through the HTTP app: loading, failed, ready, draining."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ml_prod_api.api import create_app
+from ml_prod_api.lifecycle import StartupError
+from tests.conftest import make_settings, wait_until_loaded
+
+
+def test_loading_then_ready(client_factory) -> None:  # type: ignore[no-untyped-def]
+    # The warm-up prediction sleeps 300 ms: until it succeeds the service is not ready.
+    c = client_factory(wait=False, stub_delay_ms=300)
+    r = c.get("/readyz")
+    assert r.status_code == 503
+    assert r.json()["status"] == "loading"
+    assert c.get("/healthz").status_code == 200
+    r = c.post("/v1/predict", json={"text": "hello"})
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "model_not_ready"
+    assert "loading" in r.json()["error"]["message"]
+    assert r.headers["retry-after"]
+    assert wait_until_loaded(c)["status"] == "ready"
+    assert c.get("/readyz").status_code == 200
+    assert c.post("/v1/predict", json={"text": "hello"}).status_code == 200
+
+
+def test_failed_load_stays_alive_and_says_why(client_factory) -> None:  # type: ignore[no-untyped-def]
+    c = client_factory(stub_load_error="model file not found: /nowhere/model.bin")
+    r = c.get("/readyz")
+    assert r.status_code == 503
+    assert r.json()["status"] == "failed: model file not found: /nowhere/model.bin"
+    assert c.get("/healthz").status_code == 200
+    for path, body in (("/v1/predict", {"text": "hi"}), ("/v1/predict_batch", {"texts": ["hi"]})):
+        r = c.post(path, json=body)
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "model_not_ready"
+    assert c.get("/").json()["ready"] is False
+    assert "model_ready 0.0" in c.get("/metrics").text
+
+
+def test_failed_load_logs_one_clear_line(client_factory, caplog) -> None:  # type: ignore[no-untyped-def]
+    client_factory(stub_load_error="corrupt artifact")
+    lines = [r for r in caplog.records if getattr(r, "event", None) == "model_load_failed"]
+    assert len(lines) == 1
+    assert "corrupt artifact" in lines[0].getMessage()
+
+
+def test_fail_fast_aborts_start_up() -> None:
+    app = create_app(make_settings(stub_load_error="broken", startup_fail_fast=True))
+    with pytest.raises(StartupError, match="broken"), TestClient(app):
+        pass
+
+
+def test_unknown_provider_module_fails_readiness_not_process(client_factory) -> None:  # type: ignore[no-untyped-def]
+    # `onnx` is a valid name; if its module or artifact is missing, the reason is in /readyz.
+    c = client_factory(model_provider="onnx", model_path="/nonexistent/model-dir")
+    body = c.get("/readyz").json()
+    assert body["status"].startswith("failed: ")
+    assert c.get("/healthz").status_code == 200
+
+
+def test_draining_turns_readiness_off_but_still_serves(client: TestClient) -> None:
+    client.app.state.service.begin_drain()  # type: ignore[attr-defined]
+    r = client.get("/readyz")
+    assert r.status_code == 503
+    assert r.json()["status"] == "draining"
+    assert "model_ready 0.0" in client.get("/metrics").text
+    # During the grace period the load balancer may still send: those requests are served.
+    assert client.post("/v1/predict", json={"text": "hello"}).status_code == 200

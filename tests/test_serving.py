@@ -1,0 +1,179 @@
+"""The inference service on its own: batching, routing, backpressure, deadlines, faults."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from ml_prod_api.errors import DeadlineExceeded, InferenceError, ModelNotReady, Overloaded
+from ml_prod_api.providers.base import Provider, Score
+from ml_prod_api.serving import InferenceService, ReadyState
+
+
+class RecordingProvider(Provider):
+    """Scores len(text)/100 and records every batch; can block on a gate or raise."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    @property
+    def version(self) -> str:
+        return "rec-1"
+
+    def load(self) -> None:
+        pass
+
+    def predict_batch(self, texts: Sequence[str]) -> list[Score]:
+        self.entered.set()
+        self.gate.wait(10)
+        self.batches.append(list(texts))
+        if any("raise" in t for t in texts):
+            raise ValueError("bad input")
+        return [Score(probability_toxic=min(1.0, len(t) / 100)) for t in texts]
+
+
+async def _started(provider: Provider, **kw: float) -> InferenceService:
+    service = InferenceService(lambda: provider, **kw)  # type: ignore[arg-type]
+    service.start()
+    readiness = await service.wait_loaded()
+    assert readiness.state is ReadyState.READY
+    return service
+
+
+def test_concurrent_requests_are_gathered_and_routed_back() -> None:
+    provider = RecordingProvider()
+
+    async def scenario() -> None:
+        service = await _started(provider, batch_max_wait_ms=200, batch_max_size=64)
+        provider.batches.clear()
+        texts = [["a" * n] for n in range(1, 11)]
+        results = await asyncio.gather(*(service.predict(t) for t in texts))
+        for t, res in zip(texts, results, strict=True):
+            assert res.scores[0].probability_toxic == len(t[0]) / 100
+        assert len(provider.batches) < 10  # gathered, not one call each
+        assert sum(len(b) for b in provider.batches) == 10
+        service.stop()
+
+    asyncio.run(scenario())
+
+
+def test_batch_request_is_one_call_and_order_is_kept() -> None:
+    provider = RecordingProvider()
+
+    async def scenario() -> None:
+        service = await _started(provider)
+        provider.batches.clear()
+        texts = ["x" * n for n in (5, 1, 9, 3)]
+        res = await service.predict(texts)
+        assert [s.probability_toxic for s in res.scores] == [0.05, 0.01, 0.09, 0.03]
+        assert provider.batches == [texts]
+        service.stop()
+
+    asyncio.run(scenario())
+
+
+def test_full_queue_refuses_at_once_with_retry_after() -> None:
+    provider = RecordingProvider()
+
+    async def scenario() -> None:
+        service = await _started(provider, queue_max_items=2)
+        provider.gate.clear()  # the model thread blocks inside the first call
+        provider.entered.clear()
+        first = asyncio.ensure_future(service.predict(["one"]))
+        await asyncio.get_running_loop().run_in_executor(None, provider.entered.wait, 5)
+        queued = [asyncio.ensure_future(service.predict([f"q{i}"])) for i in range(2)]
+        await asyncio.sleep(0)
+        with pytest.raises(Overloaded) as info:
+            await service.predict(["refused"])
+        assert info.value.retry_after_s >= 1
+        provider.gate.set()
+        await asyncio.gather(first, *queued)
+        service.stop()
+
+    asyncio.run(scenario())
+
+
+def test_deadline_answers_timeout_and_drops_the_work() -> None:
+    provider = RecordingProvider()
+
+    async def scenario() -> None:
+        service = await _started(provider, request_timeout_ms=100)
+        provider.gate.clear()
+        provider.entered.clear()
+        blocked = asyncio.ensure_future(service.predict(["blocker"]))
+        await asyncio.get_running_loop().run_in_executor(None, provider.entered.wait, 5)
+        with pytest.raises(DeadlineExceeded):
+            await service.predict(["late"])
+        provider.batches.clear()
+        provider.gate.set()
+        with pytest.raises(DeadlineExceeded):
+            await blocked  # its own deadline passed while the model was stuck
+        await service.predict(["after"])
+        # The timed-out job was never scored.
+        assert all("late" not in batch for batch in provider.batches)
+        service.stop()
+
+    asyncio.run(scenario())
+
+
+def test_provider_exception_fails_only_its_own_batch() -> None:
+    provider = RecordingProvider()
+
+    async def scenario() -> None:
+        service = await _started(provider)
+        with pytest.raises(InferenceError) as info:
+            await service.predict(["please raise"])
+        assert "raise" not in str(info.value)  # the input is not quoted back
+        res = await service.predict(["fine"])
+        assert res.scores[0].probability_toxic == 0.04
+        service.stop()
+
+    asyncio.run(scenario())
+
+
+def test_cancelled_request_is_skipped() -> None:
+    provider = RecordingProvider()
+
+    async def scenario() -> None:
+        service = await _started(provider)
+        provider.gate.clear()
+        provider.entered.clear()
+        blocker = asyncio.ensure_future(service.predict(["blocker"]))
+        await asyncio.get_running_loop().run_in_executor(None, provider.entered.wait, 5)
+        gone = asyncio.ensure_future(service.predict(["caller went away"]))
+        await asyncio.sleep(0.01)
+        gone.cancel()
+        provider.batches.clear()
+        provider.gate.set()
+        await blocker
+        await service.predict(["next"])
+        assert all("caller went away" not in b for b in provider.batches)
+        service.stop()
+
+    asyncio.run(scenario())
+
+
+def test_stop_does_not_hang_on_a_stuck_model() -> None:
+    provider = RecordingProvider()
+
+    async def scenario() -> None:
+        service = await _started(provider)
+        provider.gate.clear()
+        provider.entered.clear()
+        stuck = asyncio.ensure_future(service.predict(["stuck"]))
+        await asyncio.get_running_loop().run_in_executor(None, provider.entered.wait, 5)
+        assert service.stop(timeout_s=0.2) is False  # gave up waiting, did not hang
+        with pytest.raises(ModelNotReady):
+            await service.predict(["after stop"])
+        provider.gate.set()
+        stuck.cancel()
+
+    asyncio.run(scenario())
