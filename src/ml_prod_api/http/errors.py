@@ -115,8 +115,10 @@ def _describe(err: Mapping[str, Any], allowed: Sequence[str]) -> tuple[str, str,
     loc = err.get("loc", ())
     if kind == "extra_forbidden":
         # The unknown key is caller data: name the allowed fields instead of echoing it.
-        return "body", "unknown_field", (
-            f"request body has a field that is not allowed (allowed: {', '.join(allowed)})"
+        return (
+            "body",
+            "unknown_field",
+            (f"request body has a field that is not allowed (allowed: {', '.join(allowed)})"),
         )
     field = _field_name(loc)
     if kind == "json_invalid":
