@@ -57,18 +57,30 @@ def server_env(**settings: str) -> dict[str, str]:
 
 
 @contextmanager
-def run_server(
-    argv: Sequence[str] | None = None, **settings: str
-) -> Iterator[ServerProcess]:
+def run_server(argv: Sequence[str] | None = None, **settings: str) -> Iterator[ServerProcess]:
     port = free_port()
-    cmd = list(argv) if argv else [
-        sys.executable, "-m", "ml_prod_api.cli", "serve", "--host", "127.0.0.1",
-        "--port", str(port),
-    ]
+    cmd = (
+        list(argv)
+        if argv
+        else [
+            sys.executable,
+            "-m",
+            "ml_prod_api.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
+    )
     cmd = [c.replace("{port}", str(port)) for c in cmd]
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=server_env(**settings), stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True,
+        cmd,
+        cwd=ROOT,
+        env=server_env(**settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     server = ServerProcess(proc, port)
     try:

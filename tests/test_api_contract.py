@@ -127,8 +127,14 @@ def test_error_request_id_matches_header(client: TestClient) -> None:
 def test_openapi_has_examples_for_requests_responses_and_errors(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     schemas = spec["components"]["schemas"]
-    for name in ("PredictRequest", "BatchPredictRequest", "PredictResponse",
-                 "BatchPredictResponse", "HealthResponse", "ReadyResponse"):
+    for name in (
+        "PredictRequest",
+        "BatchPredictRequest",
+        "PredictResponse",
+        "BatchPredictResponse",
+        "HealthResponse",
+        "ReadyResponse",
+    ):
         assert schemas[name].get("examples"), name
     for path in ("/v1/predict", "/v1/predict_batch"):
         responses = spec["paths"][path]["post"]["responses"]

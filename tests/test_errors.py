@@ -86,7 +86,8 @@ def test_non_json_content_type(client: TestClient, content_type: str | None) -> 
 
 def test_json_content_type_with_charset_is_accepted(client: TestClient) -> None:
     r = client.post(
-        "/v1/predict", content=b'{"text": "hello"}',
+        "/v1/predict",
+        content=b'{"text": "hello"}',
         headers={"Content-Type": "application/json; charset=utf-8"},
     )
     assert r.status_code == 200

@@ -31,8 +31,18 @@ def test_console_script_serves_the_seed_example() -> None:
 
 
 def test_classic_uvicorn_command() -> None:
-    argv = [sys.executable, "-m", "uvicorn", "ml_prod_api.api:app", "--app-dir", "src",
-            "--host", "127.0.0.1", "--port", "{port}"]
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "ml_prod_api.api:app",
+        "--app-dir",
+        "src",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+    ]
     with run_server(argv) as server:
         server.wait_ready()
         r = httpx2.post(server.url + "/v1/predict", json={"text": "have a nice day"})
@@ -107,8 +117,11 @@ def test_fail_fast_exits_non_zero_with_the_reason() -> None:
 
 def test_invalid_setting_stops_serve_with_one_line() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "ml_prod_api.cli", "serve"], cwd=ROOT,
-        env={"PATH": "/usr/bin:/bin", "TOXIC_THRESHOLD": "2"}, capture_output=True, text=True,
+        [sys.executable, "-m", "ml_prod_api.cli", "serve"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "TOXIC_THRESHOLD": "2"},
+        capture_output=True,
+        text=True,
         timeout=60,
     )
     assert proc.returncode == 2

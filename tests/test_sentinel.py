@@ -39,8 +39,9 @@ def _requests() -> list[tuple[str, str, dict[str, Any]]]:
 
 
 @pytest.mark.parametrize("case", range(len(_requests())))
-def test_sentinel_never_echoed(case: int, caplog: pytest.LogCaptureFixture,
-                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_sentinel_never_echoed(
+    case: int, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
     method, path, kwargs = _requests()[case]
     caplog.set_level(logging.DEBUG)
     with running_client(

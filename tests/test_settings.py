@@ -95,7 +95,10 @@ def test_invalid_env_stops_the_uvicorn_command_with_one_line() -> None:
     proc = subprocess.run(
         [sys.executable, "-c", "import ml_prod_api.api"],
         env={"MODEL_PROVIDER": "nope", "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
     )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
