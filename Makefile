@@ -29,7 +29,7 @@ run: install
 	$(BIN)/ml-prod-api serve --host $(HOST) --port $(PORT)
 
 lint: install-dev
-	$(BIN)/ruff check src tests training scripts
+	$(BIN)/ruff check .
 	$(BIN)/ruff format --check src
 
 typecheck: install-dev
