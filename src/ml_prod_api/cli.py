@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import shutil
 import signal
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own variable
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
+    from ml_prod_api.logs import configure_logging
     from ml_prod_api.settings import ConfigError, load_settings
 
     try:
@@ -18,24 +27,59 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"ml-prod-api: configuration error: {exc}", file=sys.stderr)
         return 2
+    configure_logging(settings.log_level)
+    workers = args.workers or settings.web_concurrency
     config = uvicorn.Config(
         "ml_prod_api.api:app",
         host=args.host or settings.host,
         port=args.port or settings.port,
+        workers=workers,
         log_config=None,  # the app configures JSON logging for uvicorn's loggers too
         access_log=False,  # our middleware writes the access line
         timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds) or None,
+        timeout_keep_alive=settings.timeout_keep_alive,
         server_header=False,
     )
-    server = uvicorn.Server(config)
-    # Uvicorn re-raises the signal that stopped it once it has restored the previous handler,
-    # so a drained SIGTERM would end the process with status 143; a no-op previous handler lets
-    # a clean drain exit 0, as orchestrators expect.
-    signal.signal(signal.SIGTERM, lambda signum, frame: None)
-    server.run()
-    if not server.started:
-        return 3  # start-up failed (e.g. STARTUP_FAIL_FAST and a broken model)
-    return 0
+    with metrics_directory(workers):
+        # Uvicorn re-raises the signal that stopped it once it has restored the previous
+        # handler, so a drained SIGTERM would end the process with status 143; a no-op previous
+        # handler lets a clean drain exit 0, as orchestrators expect.
+        signal.signal(signal.SIGTERM, lambda signum, frame: None)
+        if workers > 1:
+            sock = config.bind_socket()
+            Multiprocess(config, sockets=[sock]).run()
+            return 0
+        server = uvicorn.Server(config)
+        server.run()
+        if not server.started:
+            return 3  # start-up failed (e.g. STARTUP_FAIL_FAST and a broken model)
+        return 0
+
+
+@contextlib.contextmanager
+def metrics_directory(workers: int) -> Iterator[None]:
+    """Set up prometheus-client's multiprocess directory for several workers, and clean it.
+
+    An existing `PROMETHEUS_MULTIPROC_DIR` is honoured (emptied first: files of an earlier run
+    would be counted again); otherwise a temporary one is made for more than one worker.
+    """
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    if workers == 1:
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="ml-prod-api-metrics-")
+    os.environ[MULTIPROC_ENV] = directory
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the HTTP API (settings from the environment)")
     serve.add_argument("--host", default=None, help="listen address (default: HOST or 0.0.0.0)")
     serve.add_argument("--port", type=int, default=None, help="port (default: PORT or 8000)")
+    serve.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: WEB_CONCURRENCY or 1)"
+    )
     serve.set_defaults(func=_serve)
     try:
         from ml_prod_api import scoring

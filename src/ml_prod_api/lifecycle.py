@@ -88,6 +88,7 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], Any]:
             stopped = await asyncio.get_running_loop().run_in_executor(
                 None, service.stop, settings.shutdown_timeout_seconds
             )
+            app.state.metrics.close()
             log.info("stopped", extra={"event": "shutdown", "clean": stopped})
 
     return lifespan

@@ -28,10 +28,10 @@ class RequestIdFilter(logging.Filter):
 
 def make_formatter() -> JsonFormatter:
     return JsonFormatter(
-        "{asctime}{levelname}{name}{message}",
+        "{levelname}{name}{message}",
         style="{",
-        rename_fields={"asctime": "timestamp", "levelname": "level", "name": "logger"},
-        datefmt="%Y-%m-%dT%H:%M:%S%z",
+        rename_fields={"levelname": "level", "name": "logger"},
+        timestamp="timestamp",  # ISO 8601, UTC, microseconds
         json_ensure_ascii=False,
     )
 

@@ -1,12 +1,21 @@
 """Prometheus metrics (prometheus-client), one registry per app so tests stay isolated.
 
+With several worker processes, prometheus-client's multiprocess mode is used: the launcher sets
+`PROMETHEUS_MULTIPROC_DIR` before any worker imports the client, every worker writes its values
+there, and `/metrics` aggregates the files of all workers, so totals are exact whichever worker
+answers the scrape.
+
 Labels are bounded: `route` is the route template (unknown paths share one value), `status` the
 numeric code, `provider` and `label` come from fixed sets. No label ever carries request data.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import os
+import re
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 # From sub-millisecond (tfidf, stub) up to seconds (a transformer batch on CPU).
@@ -34,9 +43,46 @@ UNMATCHED_ROUTE = "<unmatched>"
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "UNMATCHED_ROUTE"]
 
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_LIVE_GAUGE_FILE = re.compile(r"^gauge_live\w+_(\d+)\.db$")
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def mark_dead_workers(directory: str) -> list[int]:
+    """Drop the live-gauge files of workers that no longer exist.
+
+    Hand-written because the uvicorn supervisor, unlike gunicorn's `child_exit` hook, gives no
+    callback when it replaces a dead worker; the files name their pid, so a scan finds them.
+    """
+    dead = []
+    for path in Path(directory).glob("gauge_live*.db"):
+        match = _LIVE_GAUGE_FILE.match(path.name)
+        if match and not _pid_alive(int(match.group(1))):
+            dead.append(int(match.group(1)))
+    for pid in set(dead):
+        multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+    return sorted(set(dead))
+
+
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        # In multiprocess mode this registry only owns the metric objects; `render` reads the
+        # shared directory instead.
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.multiprocess_dir = multiprocess_dir()
         r = self.registry
         self.http_requests = Counter(
             "http_requests_total",
@@ -153,4 +199,14 @@ class Metrics:
             self.text_length.observe(n)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        mark_dead_workers(self.multiprocess_dir)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+
+    def close(self) -> None:
+        """On worker exit: its live gauges stop counting (its counters stay in the totals)."""
+        if self.multiprocess_dir is not None:
+            multiprocess.mark_process_dead(os.getpid(), self.multiprocess_dir)  # type: ignore[no-untyped-call]

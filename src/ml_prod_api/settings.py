@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     # --- server (used by `ml-prod-api serve`) -------------------------------------------------
     host: str = "0.0.0.0"  # noqa: S104 - a container must listen on all interfaces
     port: int = Field(default=8000, ge=1, le=65535)
+    web_concurrency: int = Field(default=1, ge=1, le=64, description="Worker processes.")
+    timeout_keep_alive: int = Field(default=5, ge=1, le=300)
 
     @field_validator("log_level", mode="before")
     @classmethod

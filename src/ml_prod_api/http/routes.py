@@ -26,6 +26,7 @@ from ml_prod_api.http.validation import check_batch, check_text
 from ml_prod_api.metrics import CONTENT_TYPE_LATEST, Metrics
 from ml_prod_api.providers.base import Contribution, Score
 from ml_prod_api.serving import InferenceService
+from ml_prod_api.serving.service import InferenceResult
 from ml_prod_api.settings import Settings
 
 EXPLAIN_TOP_K = 10
@@ -105,6 +106,15 @@ def _predictions(
     return out
 
 
+def _timing(response: Response, result: InferenceResult) -> None:
+    # Lets a client tell queueing from compute without scraping metrics (W3C Server-Timing).
+    response.headers["Server-Timing"] = (
+        f"queue;dur={result.queue_seconds * 1000:.3f}, "
+        f"inference;dur={result.compute_seconds * 1000:.3f}"
+    )
+    response.headers["Cache-Control"] = "no-store"
+
+
 def _record(request: Request, metrics: Metrics, preds: list[Prediction], texts: list[str]) -> None:
     toxic = sum(1 for p in preds if p.label == "toxic")
     fields = request_log_fields(request.scope)
@@ -126,6 +136,7 @@ def _record(request: Request, metrics: Metrics, preds: list[Prediction], texts: 
 async def predict(
     body: PredictRequest,
     request: Request,
+    response: Response,
     settings: SettingsDep,
     service: ServiceDep,
     metrics: MetricsDep,
@@ -136,6 +147,7 @@ async def predict(
     )
     preds = _predictions(result.scores, _threshold(settings, service), service, result.explanation)
     _record(request, metrics, preds, [body.text])
+    _timing(response, result)
     return PredictResponse(prediction=preds[0])
 
 
@@ -150,6 +162,7 @@ async def predict(
 async def predict_batch(
     body: BatchPredictRequest,
     request: Request,
+    response: Response,
     settings: SettingsDep,
     service: ServiceDep,
     metrics: MetricsDep,
@@ -158,6 +171,7 @@ async def predict_batch(
     result = await service.predict(body.texts)
     preds = _predictions(result.scores, _threshold(settings, service), service)
     _record(request, metrics, preds, body.texts)
+    _timing(response, result)
     return BatchPredictResponse(predictions=preds)
 
 
