@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 0.0.0.0
 PORT ?= 8000
 
-.PHONY: run test install install-dev lint typecheck pytest clean
+.PHONY: run test install install-dev services lint typecheck pytest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +35,10 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy
 
-pytest: install-dev
+services:
+	./scripts/install_test_services.sh
+
+pytest: install-dev services
 	$(BIN)/pytest
 
 test: lint typecheck pytest

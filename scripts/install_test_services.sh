@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that the integration tests drive for real: Prometheus and promtool.
+# Idempotent and quick when they are present; called by `make test` (and so by CI).
+# Without root or apt-get it installs nothing and says so; the tests that need a missing binary
+# are then skipped with that reason.
+set -euo pipefail
+
+need=()
+{ command -v prometheus >/dev/null && command -v promtool >/dev/null; } || need+=(prometheus)
+
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+  echo "install_test_services: cannot install ${need[*]} (needs root and apt-get);" \
+       "the tests that need them will be skipped" >&2
+  exit 0
+fi
+echo "install_test_services: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
