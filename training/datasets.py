@@ -75,12 +75,17 @@ def read_tweeteval(folder: Path, split: str, name: str) -> LabeledTexts:
     texts = _read_lines(text_path)
     labels = [int(line) for line in _read_lines(label_path)]
     if len(texts) != len(labels):
-        raise ValueError(f"{text_path}: {len(texts)} texts but {len(labels)} labels in {label_path}")
+        raise ValueError(
+            f"{text_path}: {len(texts)} texts but {len(labels)} labels in {label_path}"
+        )
     return LabeledTexts(
         name=name,
         texts=texts,
         labels=labels,
-        files={_display(text_path): sha256_of(text_path), _display(label_path): sha256_of(label_path)},
+        files={
+            _display(text_path): sha256_of(text_path),
+            _display(label_path): sha256_of(label_path),
+        },
     )
 
 

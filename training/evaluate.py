@@ -47,14 +47,57 @@ ECE_BINS = 15
 # The identity terms of bias_madlibs (its file names no term column, so it is found in the text).
 # Two-word terms first so `african american` is not counted as `american`.
 IDENTITY_TERMS = (
-    "african american", "middle eastern", "middle aged", "lesbian", "gay", "bisexual",
-    "transgender", "trans", "queer", "lgbt", "lgbtq", "homosexual", "straight", "heterosexual",
-    "male", "female", "nonbinary", "african", "black", "white", "european", "hispanic", "latino",
-    "latina", "latinx", "mexican", "canadian", "american", "asian", "indian", "chinese",
-    "japanese", "christian", "muslim", "jewish", "buddhist", "catholic", "protestant", "sikh",
-    "taoist", "old", "older", "young", "younger", "teenage", "millenial", "elderly", "blind",
-    "deaf", "paralyzed",
-)  # fmt: skip
+    "african american",
+    "middle eastern",
+    "middle aged",
+    "lesbian",
+    "gay",
+    "bisexual",
+    "transgender",
+    "trans",
+    "queer",
+    "lgbt",
+    "lgbtq",
+    "homosexual",
+    "straight",
+    "heterosexual",
+    "male",
+    "female",
+    "nonbinary",
+    "african",
+    "black",
+    "white",
+    "european",
+    "hispanic",
+    "latino",
+    "latina",
+    "latinx",
+    "mexican",
+    "canadian",
+    "american",
+    "asian",
+    "indian",
+    "chinese",
+    "japanese",
+    "christian",
+    "muslim",
+    "jewish",
+    "buddhist",
+    "catholic",
+    "protestant",
+    "sikh",
+    "taoist",
+    "old",
+    "older",
+    "young",
+    "younger",
+    "teenage",
+    "millenial",
+    "elderly",
+    "blind",
+    "deaf",
+    "paralyzed",
+)
 _TERM_RE = re.compile(r"\b(" + "|".join(map(re.escape, IDENTITY_TERMS)) + r")\b")
 
 
@@ -94,7 +137,9 @@ def identity_term(text: str) -> str | None:
     return match.group(1) if match else None
 
 
-def bias_report(proba: np.ndarray, y: np.ndarray, texts: list[str], threshold: float) -> dict[str, Any]:
+def bias_report(
+    proba: np.ndarray, y: np.ndarray, texts: list[str], threshold: float
+) -> dict[str, Any]:
     terms = np.asarray([identity_term(t) or "" for t in texts], dtype=object)
     per_term: dict[str, dict[str, float | int]] = {}
     for term in IDENTITY_TERMS:
@@ -141,7 +186,9 @@ def plot_curves(splits: dict[str, tuple[np.ndarray, np.ndarray]], plots_dir: Pat
         fpr, tpr, _ = roc_curve(y, proba)
         ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(y, proba):.3f})")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
-    ax.set(xlabel="false-positive rate", ylabel="true-positive rate", title="ROC, tweeteval_offensive")
+    ax.set(
+        xlabel="false-positive rate", ylabel="true-positive rate", title="ROC, tweeteval_offensive"
+    )
     ax.legend(loc="lower right")
     written.append(_save(fig, plots_dir / "roc.png"))
 
@@ -168,8 +215,13 @@ def plot_curves(splits: dict[str, tuple[np.ndarray, np.ndarray]], plots_dir: Pat
         ece = expected_calibration_error(proba, y)
         ax.plot(conf, rate, marker="o", label=f"{name} (ECE {ece:.3f})")
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="perfect")
-    ax.set(xlabel="predicted probability_toxic", ylabel="observed toxic rate",
-           title="Reliability diagram", xlim=(0, 1), ylim=(0, 1))  # fmt: skip
+    ax.set(
+        xlabel="predicted probability_toxic",
+        ylabel="observed toxic rate",
+        title="Reliability diagram",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
     ax.legend(loc="upper left")
     written.append(_save(fig, plots_dir / "reliability.png"))
     return written
@@ -183,13 +235,20 @@ def plot_bias(bias: dict[str, Any], plots_dir: Path) -> Path:
     ys = np.arange(len(terms))
     ax_fpr.barh(ys, [per_term[t]["fpr"] for t in terms], color="tab:red")
     ax_fpr.axvline(bias["overall_fpr"], color="black", linestyle=":", label="all terms")
-    ax_fpr.set(yticks=ys, yticklabels=terms, xlabel="false-positive rate on non-toxic sentences",
-               title="FPR per identity term (lower is better)")  # fmt: skip
+    ax_fpr.set(
+        yticks=ys,
+        yticklabels=terms,
+        xlabel="false-positive rate on non-toxic sentences",
+        title="FPR per identity term (lower is better)",
+    )
     ax_fpr.legend(loc="lower right")
     ax_auc.barh(ys, [per_term[t]["auc"] for t in terms], color="tab:blue")
     ax_auc.axvline(bias["overall_auc"], color="black", linestyle=":", label="all terms")
-    ax_auc.set(xlabel="ROC-AUC within the term's sentences", xlim=(0.5, 1.0),
-               title="AUC per identity term (higher is better)")  # fmt: skip
+    ax_auc.set(
+        xlabel="ROC-AUC within the term's sentences",
+        xlim=(0.5, 1.0),
+        title="AUC per identity term (higher is better)",
+    )
     ax_auc.legend(loc="lower right")
     fig.suptitle("Unintended bias on bias_madlibs")
     return _save(fig, plots_dir / "bias_madlibs.png")
@@ -210,7 +269,9 @@ def _save(fig: Any, path: Path) -> Path:
 def _score(provider: TfidfProvider, texts: list[str], batch: int = 1024) -> np.ndarray:
     out: list[float] = []
     for start in range(0, len(texts), batch):
-        out.extend(s.probability_toxic for s in provider.predict_batch(texts[start : start + batch]))
+        out.extend(
+            s.probability_toxic for s in provider.predict_batch(texts[start : start + batch])
+        )
     return np.asarray(out)
 
 
@@ -235,7 +296,9 @@ def evaluate_artifact(
         curves[split] = (proba, y)
     madlibs = read_bias_madlibs(bias_madlibs)
     m_proba = _score(provider, madlibs.texts)
-    metrics["bias_madlibs"] = bias_report(m_proba, np.asarray(madlibs.labels), madlibs.texts, threshold)
+    metrics["bias_madlibs"] = bias_report(
+        m_proba, np.asarray(madlibs.labels), madlibs.texts, threshold
+    )
     if plots_dir is not None:
         plot_curves(curves, plots_dir)
         plot_bias(metrics["bias_madlibs"], plots_dir)
@@ -248,13 +311,17 @@ def print_report(metrics: dict[str, Any]) -> None:
     for split in ("val", "test"):
         m = metrics[split]
         cm = m["confusion_matrix"]
-        print(f"{split:<4} n={m['rows']:<5} ROC-AUC {m['roc_auc']:.4f}  PR-AUC {m['pr_auc']:.4f}  "
-              f"macro-F1 {m['macro_f1']:.4f}  precision {m['precision']:.4f}  "
-              f"recall {m['recall']:.4f}  ECE {m['ece']:.4f}  @ threshold {m['threshold']}")  # fmt: skip
+        print(
+            f"{split:<4} n={m['rows']:<5} ROC-AUC {m['roc_auc']:.4f}  PR-AUC {m['pr_auc']:.4f}  "
+            f"macro-F1 {m['macro_f1']:.4f}  precision {m['precision']:.4f}  "
+            f"recall {m['recall']:.4f}  ECE {m['ece']:.4f}  @ threshold {m['threshold']}"
+        )
         print(f"     confusion: tn={cm['tn']} fp={cm['fp']} fn={cm['fn']} tp={cm['tp']}")
     bias = metrics["bias_madlibs"]
-    print(f"bias_madlibs n={bias['rows']} AUC {bias['overall_auc']:.4f}  "
-          f"FPR on non-toxic identity sentences {bias['overall_fpr']:.4f}")  # fmt: skip
+    print(
+        f"bias_madlibs n={bias['rows']} AUC {bias['overall_auc']:.4f}  "
+        f"FPR on non-toxic identity sentences {bias['overall_fpr']:.4f}"
+    )
     print("ten worst identity terms (AUC, FPR):")
     for term in bias["worst_terms"]:
         t = bias["per_term"][term]

@@ -66,7 +66,7 @@ log = logging.getLogger("train_tfidf")
 LABEL_MAPPING = {
     "tweeteval_offensive": "1 offensive -> toxic; 0 not-offensive -> non-toxic",
     "davidson": "class 0 hate speech or 1 offensive -> toxic; class 2 neither -> non-toxic",
-    "tweeteval_hate": "not used: its 0 'not hate' class holds offensive tweets, which we call toxic",
+    "tweeteval_hate": "not used: its 0 'not hate' class holds offensive tweets (toxic for us)",
 }
 
 
@@ -90,7 +90,9 @@ class FitConfig:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="shared/data folder")
+    parser.add_argument(
+        "--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="shared/data folder"
+    )
     parser.add_argument("--offensive-dir", type=Path, help="default: DATA_DIR/tweeteval_offensive")
     parser.add_argument("--davidson", type=Path, help="default: DATA_DIR/davidson/labeled_data.csv")
     parser.add_argument("--bias-madlibs", type=Path, help="default: DATA_DIR/bias_madlibs/...csv")
@@ -102,9 +104,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--grid-c", type=float, nargs="+", default=[2.0, 4.0, 8.0], help="C values to try"
     )
     parser.add_argument(
-        "--grid-davidson-weight", type=float, nargs="+", default=[0.2, 0.3, 0.5],
+        "--grid-davidson-weight",
+        type=float,
+        nargs="+",
+        default=[0.2, 0.3, 0.5],
         help="Davidson sample weights to try (0 leaves it out)",
-    )  # fmt: skip
+    )
     parser.add_argument("--char-min-df", type=int, default=FeatureConfig.char_min_df)
     parser.add_argument("--word-min-df", type=int, default=FeatureConfig.word_min_df)
     parser.add_argument("--skip-evaluation", action="store_true", help="do not run evaluate.py")
@@ -119,7 +124,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # --- model pieces --------------------------------------------------------------------------
 
 
-def fit_vectorizers(texts: list[str], cfg: FeatureConfig) -> tuple[TfidfVectorizer, TfidfVectorizer]:
+def fit_vectorizers(
+    texts: list[str], cfg: FeatureConfig
+) -> tuple[TfidfVectorizer, TfidfVectorizer]:
     # Texts arrive normalised (lower-cased too), so the vectorizers must not preprocess again.
     word = TfidfVectorizer(
         lowercase=False,
@@ -226,15 +233,23 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     # Grid search on the validation split (ROC-AUC). Ties within 0.002 AUC, well inside the
     # split's noise, go to the larger Davidson weight: a second platform helps generalisation.
-    grid = [FitConfig(C=c, davidson_weight=w) for w in args.grid_davidson_weight for c in args.grid_c]
+    grid = [
+        FitConfig(C=c, davidson_weight=w) for w in args.grid_davidson_weight for c in args.grid_c
+    ]
     results: list[tuple[FitConfig, float]] = []
     for i, fit in enumerate(grid, 1):
         weight = np.where(is_davidson, fit.davidson_weight, 1.0)
         coef, intercept = fit_nblr(x, y, weight, fit, args.seed)
         auc = float(roc_auc_score(y_val, x_val @ coef + intercept))
         results.append((fit, auc))
-        log.info("grid %2d/%d C=%-4g davidson_weight=%-4g val ROC-AUC %.4f", i, len(grid),
-                 fit.C, fit.davidson_weight, auc)  # fmt: skip
+        log.info(
+            "grid %2d/%d C=%-4g davidson_weight=%-4g val ROC-AUC %.4f",
+            i,
+            len(grid),
+            fit.C,
+            fit.davidson_weight,
+            auc,
+        )
     best_auc = max(auc for _, auc in results)
     chosen = max(
         (fit for fit, auc in results if auc >= best_auc - 0.002),
@@ -277,7 +292,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "model_version": f"tfidf-nblr-{model_sha[:12]}",
         "provider": "tfidf",
-        "artifact": {"file": ARTIFACT_FILE, "sha256": model_sha, "bytes": model_path.stat().st_size},
+        "artifact": {
+            "file": ARTIFACT_FILE,
+            "sha256": model_sha,
+            "bytes": model_path.stat().st_size,
+        },
         "sklearn_version": sklearn.__version__,
         "numpy_version": np.__version__,
         "python_version": sys.version.split()[0],
@@ -288,27 +307,43 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "training_data": {
             "files": train_part.files | davidson.files,
             "rows": {
-                "tweeteval_offensive/train": {"rows": n_in, "toxic": train_part.positives,
-                                              "weight": 1.0},
-                "davidson": {"rows": len(davidson), "toxic": davidson.positives,
-                             "weight": chosen.davidson_weight},
+                "tweeteval_offensive/train": {
+                    "rows": n_in,
+                    "toxic": train_part.positives,
+                    "weight": 1.0,
+                },
+                "davidson": {
+                    "rows": len(davidson),
+                    "toxic": davidson.positives,
+                    "weight": chosen.davidson_weight,
+                },
             },
-            "validation": {"files": val_part.files, "rows": len(val_part),
-                           "toxic": val_part.positives},
+            "validation": {
+                "files": val_part.files,
+                "rows": len(val_part),
+                "toxic": val_part.positives,
+            },
         },  # fmt: skip
-        "features": asdict(features) | {"n_word": n_word, "n_char": x.shape[1] - n_word,
-                                         "n_features": x.shape[1]},
-        "hyperparameters": asdict(chosen) | {
-            "solver": "liblinear", "penalty": "l2", "calibration": "sigmoid, out-of-fold",
-            "folds": args.folds, "platt_a": platt_a, "platt_b": platt_b,
+        "features": asdict(features)
+        | {"n_word": n_word, "n_char": x.shape[1] - n_word, "n_features": x.shape[1]},
+        "hyperparameters": asdict(chosen)
+        | {
+            "solver": "liblinear",
+            "penalty": "l2",
+            "calibration": "sigmoid, out-of-fold",
+            "folds": args.folds,
+            "platt_a": platt_a,
+            "platt_b": platt_b,
             "threshold_rule": "max macro-F1 on validation",
         },
         "grid": [asdict(fit) | {"val_roc_auc": round(auc, 5)} for fit, auc in results],
         "normalisation": "ml_prod_api.textnorm.normalize",
         "metrics": {},
-    }  # fmt: skip
+    }
     write_metadata(args.output, metadata)
-    log.info("wrote %s (%.1f MB) and %s", model_path, model_path.stat().st_size / 1e6, METADATA_FILE)
+    log.info(
+        "wrote %s (%.1f MB) and %s", model_path, model_path.stat().st_size / 1e6, METADATA_FILE
+    )
 
     if not args.skip_evaluation:
         from evaluate import evaluate_artifact
@@ -333,23 +368,34 @@ def print_summary(metadata: dict[str, Any]) -> None:
     rows = metadata["training_data"]["rows"]
     print("\n=== tfidf training summary ===")
     print(f"model version   {metadata['model_version']}")
-    print(f"artifact        {metadata['artifact']['file']} "
-          f"({metadata['artifact']['bytes'] / 1e6:.2f} MB, sha256 {metadata['artifact']['sha256'][:12]})")  # fmt: skip
-    print(f"training rows   " + ", ".join(f"{k} {v['rows']} (w={v['weight']})" for k, v in rows.items()))  # fmt: skip
+    artifact = metadata["artifact"]
+    size_mb = artifact["bytes"] / 1e6
+    print(
+        f"artifact        {artifact['file']} ({size_mb:.2f} MB, sha256 {artifact['sha256'][:12]})"
+    )
+    sources = ", ".join(f"{k} {v['rows']} (w={v['weight']})" for k, v in rows.items())
+    print(f"training rows   {sources}")
     print(f"features        {metadata['features']['n_features']}")
     hp = metadata["hyperparameters"]
-    print(f"chosen          C={hp['C']} davidson_weight={hp['davidson_weight']} "
-          f"threshold={metadata['threshold']}")  # fmt: skip
+    print(
+        f"chosen          C={hp['C']} davidson_weight={hp['davidson_weight']} "
+        f"threshold={metadata['threshold']}"
+    )
     for split in ("val", "test"):
         m = metadata.get("metrics", {}).get(split)
         if m:
-            print(f"{split:<5}           ROC-AUC {m['roc_auc']:.4f}  PR-AUC {m['pr_auc']:.4f}  "
-                  f"macro-F1 {m['macro_f1']:.4f}  P {m['precision']:.3f}  R {m['recall']:.3f}  "
-                  f"ECE {m['ece']:.4f}")  # fmt: skip
+            print(
+                f"{split:<5}           ROC-AUC {m['roc_auc']:.4f}  PR-AUC {m['pr_auc']:.4f}  "
+                f"macro-F1 {m['macro_f1']:.4f}  P {m['precision']:.3f}  R {m['recall']:.3f}  "
+                f"ECE {m['ece']:.4f}"
+            )
     bias = metadata.get("metrics", {}).get("bias_madlibs")
     if bias:
-        print(f"bias_madlibs    AUC {bias['overall_auc']:.4f}  FPR(non-toxic identity) "
-              f"{bias['overall_fpr']:.3f}  worst: {', '.join(bias['worst_terms'][:5])}")  # fmt: skip
+        worst = ", ".join(bias["worst_terms"][:5])
+        print(
+            f"bias_madlibs    AUC {bias['overall_auc']:.4f}  FPR(non-toxic identity) "
+            f"{bias['overall_fpr']:.3f}  worst: {worst}"
+        )
     print(f"elapsed         {metadata.get('elapsed_seconds', 0):.0f} s")
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -267,10 +266,6 @@ class TfidfProvider(Provider):
                 "test_macro_f1": metrics.get("macro_f1"),
             },
         )
-
-
-def logit(p: float) -> float:
-    return math.log(p / (1.0 - p))
 
 
 def from_settings(settings: Settings) -> TfidfProvider:
