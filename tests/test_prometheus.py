@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -15,6 +16,7 @@ from tests.servers import ROOT, free_port, run_server
 PROMTOOL = shutil.which("promtool")
 PROMETHEUS = shutil.which("prometheus")
 RULES = ROOT / "deploy" / "prometheus" / "rules"
+DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "ml-prod-api.json"
 needs_promtool = pytest.mark.skipif(
     PROMTOOL is None, reason="promtool not installed (scripts/install_test_services.sh)"
 )
@@ -104,6 +106,13 @@ def test_real_prometheus_counts_exactly_what_was_sent(tmp_path: Path) -> None:
             groups = httpx2.get(api + "/rules", timeout=5).json()["data"]["groups"]
             assert {g["name"] for g in groups} == {"ml-prod-api-recording", "ml-prod-api-alerts"}
             assert all(rule["health"] in ("ok", "unknown") for g in groups for rule in g["rules"])
+            # Every dashboard query is valid PromQL against this real server.
+            dashboard = json.loads(DASHBOARD.read_text())
+            exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+            assert len(exprs) >= 9
+            for expr in exprs:
+                r = httpx2.get(api + "/query", params={"query": expr}, timeout=5)
+                assert r.json()["status"] == "success", expr
         finally:
             prom.terminate()
             prom.wait(30)
