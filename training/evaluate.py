@@ -39,7 +39,7 @@ from sklearn.metrics import (  # noqa: E402
     roc_curve,
 )
 
-from datasets import DEFAULT_DATA_DIR, DataFileMissing, read_bias_madlibs, read_tweeteval  # noqa: E402
+from data_sources import DEFAULT_DATA_DIR, DataFileMissing, read_bias_madlibs, read_tweeteval  # noqa: E402
 from ml_prod_api.providers.tfidf import METADATA_FILE, TfidfProvider  # noqa: E402
 
 ECE_BINS = 15

@@ -46,7 +46,7 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.metrics import f1_score, roc_auc_score  # noqa: E402
 from sklearn.model_selection import StratifiedKFold  # noqa: E402
 
-from datasets import (  # noqa: E402
+from data_sources import (  # noqa: E402
     DEFAULT_DATA_DIR,
     DataFileMissing,
     LabeledTexts,

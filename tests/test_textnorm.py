@@ -1,0 +1,75 @@
+"""The shared normalisation: each obfuscation it promises to undo, and what it must leave alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from ml_prod_api.textnorm import ABUSIVE_WORDS, normalize
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("You ARE an Idiot", "you are an idiot"),
+        ("ｆｕｃｋ you", "fuck you"),  # full-width (NFKC)
+        ("𝐟𝐮𝐜𝐤 you", "fuck you"),  # mathematical bold (NFKC)
+        ("fu\u200bck y\u200dou", "fuck you"),  # zero-width space and joiner
+        ("st\u00adupid", "stupid"),  # soft hyphen
+        ("іdіоt", "idiot"),  # Cyrillic і and о
+        ("fück", "fuck"),  # accent used to dodge a filter
+        ("f u c k you", "fuck you"),  # spaced letters
+        ("f.u.c.k off", "fuck off"),  # dotted letters
+        ("sh1t happens", "shit happens"),  # leetspeak inside a word
+        ("what a b!tch.", "what a bitch."),
+        ("$hit", "shit"),
+        ("a$$hole", "asshole"),
+        ("f*ck you", "fuck you"),  # masked letter
+        ("f**k", "fuck"),
+        ("sh.t", "shit"),
+        ("id*ot", "idiot"),
+        ("fuuuuuuck", "fuuck"),  # long runs squashed to two
+        ("soooo good!!!!!", "soo good!!"),
+        ("@SomeHandle you", "@user you"),  # mentions canonical, as in TweetEval
+        ("see http://t.co/abc now", "see url now"),
+        ("this &amp; that", "this & that"),  # HTML entities (Davidson)
+        ("  many   spaces\n\there ", "many spaces here"),
+    ],
+)
+def test_undoes_obfuscation(raw: str, expected: str) -> None:
+    assert normalize(raw) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "covid19 is over, see you on the 2nd",
+        "e.g. this is fine",
+        "a.m. and p.m.",
+        "well-known facts",
+        "안녕하세요",  # Hangul stays composed after the NFKD/NFC round trip
+        "I love you 😍",
+    ],
+)
+def test_leaves_ordinary_text_alone(text: str) -> None:
+    assert normalize(text) == text.lower()
+
+
+def test_is_idempotent() -> None:
+    samples = ["F*CK  y0u @someone!!!", "ｓｈ1ｔ", "f u c k", "fuuuuck", "e.g. a.m.", "id*ot"]
+    for text in samples:
+        once = normalize(text)
+        assert normalize(once) == once
+
+
+def test_unknown_masked_word_loses_its_mask() -> None:
+    # Not in the list: the mask goes, the letters stay (character n-grams still see them).
+    assert normalize("xy*zw") == "xyzw"
+
+
+def test_lexicon_is_lowercase_words() -> None:
+    assert all(word.isalpha() and word == word.lower() for word in ABUSIVE_WORDS)
+
+
+def test_empty_and_whitespace() -> None:
+    assert normalize("") == ""
+    assert normalize(" \u200b ") == ""

@@ -1,0 +1,171 @@
+"""The `tfidf` provider on the shipped artifact, and each way loading it can fail."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import warnings
+from pathlib import Path
+
+import pytest
+import sklearn
+
+from ml_prod_api.errors import ModelLoadError
+from ml_prod_api.providers import create_provider
+from ml_prod_api.providers.tfidf import ARTIFACT_FILE, METADATA_FILE, TfidfProvider
+from ml_prod_api.settings import Settings
+
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "tfidf"
+
+TOXIC = [
+    "you are a fucking idiot",
+    "shut up you stupid bitch",
+    "go to hell you worthless piece of shit",
+    "f*ck you, m0ron",
+]
+BENIGN = [
+    "have a lovely day, my friend",
+    "thank you for the kind words, it means a lot",
+    "the weather is nice today and we are going to the park",
+    "congratulations on the new job",
+]
+
+
+@pytest.fixture(scope="module")
+def provider() -> TfidfProvider:
+    loaded = TfidfProvider(SHIPPED)
+    loaded.load()
+    return loaded
+
+
+def test_metadata_drives_version_and_threshold(provider: TfidfProvider) -> None:
+    metadata = json.loads((SHIPPED / METADATA_FILE).read_text())
+    assert provider.version == metadata["model_version"]
+    assert provider.default_threshold == metadata["threshold"]
+    assert 0.0 < metadata["threshold"] < 1.0
+    info = provider.info()
+    assert info.name == "tfidf"
+    assert info.version == metadata["model_version"]
+
+
+def test_clear_cases_fall_on_the_right_side(provider: TfidfProvider) -> None:
+    threshold = provider.default_threshold
+    assert threshold is not None
+    for score in provider.predict_batch(TOXIC):
+        assert score.probability_toxic >= threshold
+    for score in provider.predict_batch(BENIGN):
+        assert score.probability_toxic < threshold
+
+
+def test_batch_equals_singles(provider: TfidfProvider) -> None:
+    texts = TOXIC + BENIGN + ["", "   ", "😀" * 50, "a" * 5000]
+    batch = [s.probability_toxic for s in provider.predict_batch(texts)]
+    singles = [provider.predict_batch([t])[0].probability_toxic for t in texts]
+    assert batch == pytest.approx(singles, abs=1e-12)
+    assert all(0.0 <= p <= 1.0 for p in batch)
+    assert provider.predict_batch([]) == []
+
+
+def test_explanation_is_exact(provider: TfidfProvider) -> None:
+    text = "you are a stupid idiot"
+    top = provider.explain(text, top_k=3)
+    assert len(top) == 3
+    assert abs(top[0].weight) >= abs(top[1].weight) >= abs(top[2].weight)
+    assert any(c.feature == "idiot" and c.weight > 0 for c in top)
+    # Every contribution plus the intercept is the logit behind probability_toxic.
+    everything = provider.explain(text, top_k=10_000)
+    logit = sum(c.weight for c in everything) + provider.model.intercept
+    probability = provider.predict_batch([text])[0].probability_toxic
+    assert 1.0 / (1.0 + math.exp(-logit)) == pytest.approx(probability, abs=1e-9)
+    assert provider.explain(text, top_k=0) == []
+
+
+def test_version_override() -> None:
+    overridden = TfidfProvider(SHIPPED, version_override="pinned-1")
+    overridden.load()
+    assert overridden.version == "pinned-1"
+
+
+def test_registry_builds_it_from_settings() -> None:
+    settings = Settings(_env_file=None, model_provider="tfidf")  # type: ignore[call-arg]
+    built = create_provider(settings)
+    assert isinstance(built, TfidfProvider)
+    built.load()
+    assert built.version.startswith("tfidf-")
+
+
+def test_accepts_the_model_file_itself() -> None:
+    direct = TfidfProvider(SHIPPED / ARTIFACT_FILE)
+    direct.load()
+    assert direct.predict_batch(["hello"])[0].probability_toxic < 0.5
+
+
+@pytest.fixture
+def artifact_copy(tmp_path: Path) -> Path:
+    target = tmp_path / "tfidf"
+    shutil.copytree(SHIPPED, target)
+    return target
+
+
+def _edit_metadata(folder: Path, **changes: object) -> None:
+    path = folder / METADATA_FILE
+    metadata = json.loads(path.read_text())
+    metadata.update(changes)
+    path.write_text(json.dumps(metadata))
+
+
+def _load_error(path: Path) -> str:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no InconsistentVersionWarning, no warning of any kind
+        with pytest.raises(ModelLoadError) as caught:
+            TfidfProvider(path).load()
+    return caught.value.message
+
+
+def test_sklearn_version_mismatch_is_a_clear_error(artifact_copy: Path) -> None:
+    _edit_metadata(artifact_copy, sklearn_version="0.24.2")
+    message = _load_error(artifact_copy)
+    assert "0.24.2" in message and sklearn.__version__ in message
+    assert ARTIFACT_FILE in message
+
+
+def test_missing_model_file(tmp_path: Path) -> None:
+    message = _load_error(tmp_path / "nowhere")
+    assert "not found" in message and "nowhere" in message
+
+
+def test_missing_metadata(artifact_copy: Path) -> None:
+    (artifact_copy / METADATA_FILE).unlink()
+    assert METADATA_FILE in _load_error(artifact_copy)
+
+
+def test_unreadable_metadata(artifact_copy: Path) -> None:
+    (artifact_copy / METADATA_FILE).write_text("{not json")
+    assert "unreadable" in _load_error(artifact_copy)
+
+
+def test_truncated_file_fails_the_checksum(artifact_copy: Path) -> None:
+    model = artifact_copy / ARTIFACT_FILE
+    model.write_bytes(model.read_bytes()[:1000])
+    message = _load_error(artifact_copy)
+    assert "corrupt" in message and ARTIFACT_FILE in message
+
+
+def test_corrupt_file_with_matching_checksum_still_fails_cleanly(artifact_copy: Path) -> None:
+    # Someone recomputed the checksum of a broken file: unpickling must still fail cleanly.
+    import hashlib
+
+    model = artifact_copy / ARTIFACT_FILE
+    model.write_bytes(model.read_bytes()[:1000])
+    artifact = {"file": ARTIFACT_FILE, "sha256": hashlib.sha256(model.read_bytes()).hexdigest()}
+    _edit_metadata(artifact_copy, artifact=artifact)
+    message = _load_error(artifact_copy)
+    assert "could not be loaded" in message and ARTIFACT_FILE in message
+
+
+def test_not_loaded_yet_is_not_ready() -> None:
+    from ml_prod_api.errors import ModelNotReady
+
+    with pytest.raises(ModelNotReady):
+        TfidfProvider(SHIPPED).predict_batch(["hello"])
