@@ -75,15 +75,19 @@ _SPACED_SEP = re.compile(r"[ .\-_]")
 # Leet or masking characters inside a word, `$`/`@` opening one, `$` closing one, any `*`: only
 # texts with one of these take the slower token-by-token pass.
 _SUSPECT = re.compile(
-    r"[^\W\d_][013457@$!*._]+[^\W\d_]|(?<![^\W\d_])(?:\$|@(?!user\b))[^\W\d_]|[^\W\d_]\$|\*"
+    r"[^\W\d_][013457@$!*._]+[^\W\d_]|(?<![\w@$])(?:[013457$]|@(?!user\b))[^\W\d_]{2}"
+    r"|[^\W\d_]\$|[^\W\d_]{3}[013457](?!\w)|\*"
 )
 _TOKEN = re.compile(r"\S+")
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a",
                        "$": "s", "!": "i"})  # fmt: skip
-# Leet characters between two letters (`sh1t`), `$`/`@` opening a word (`$hit`), `$` closing one
-# (`a$$`). Digits at a word's edge stay digits: `covid19`, `2nd`, `mp3` are not obfuscation.
+# Leet characters between two letters (`sh1t`), opening a word of 2+ more letters (`$hit`, `1diot`,
+# but not ordinals like `1st`), `$` closing one (`a$$`), one digit closing a word of 3+ letters
+# (`tha7`). Other trailing digits stay: `covid19`, `mp3`, `win10`.
 _LEET_INNER = re.compile(
-    r"(?<=[^\W\d_])[013457@$!]{1,2}(?=[^\W\d_])|^[@$](?=[^\W\d_]{2})|(?<=[^\W\d_])\$+$"
+    r"(?<=[^\W\d_])[013457@$!]{1,2}(?=[^\W\d_])"
+    r"|^[013457@$](?=[^\W\d_]{2})(?!(?:st|nd|rd|th)\b)"
+    r"|(?<=[^\W\d_])\$+$|(?<=[^\W\d_]{3})[013457]$"
 )
 _REPEATS = re.compile(r"(.)\1{2,}")
 _SPACES = re.compile(r"\s+")
@@ -125,14 +129,20 @@ def _deobfuscate_token(match: re.Match[str]) -> str:
         return token
     start = token.index(core)
     prefix, suffix = token[:start], token[start + len(core) :]
-    fixed = _LEET_INNER.sub(lambda m: m.group(0).translate(_LEET), core)
+    # Two passes: the inner digits of `1d10t` must be letters before its first `1` can count as
+    # opening a word.
+    fixed = _LEET_INNER.sub(_unleet, _LEET_INNER.sub(_unleet, core))
     if "*" in fixed or "." in fixed or "_" in fixed:
         fixed = _unmask(fixed)
     return prefix + fixed + suffix
 
 
+def _unleet(match: re.Match[str]) -> str:
+    return match.group(0).translate(_LEET)
+
+
 def _unmask(word: str) -> str:
-    """`f*ck` -> `fuck`, `f.ck` -> `fuck`; other dotted words (`e.g`) stay as they are."""
+    """`f*ck` -> `fuck`, `sh.t` -> `shit`, `se.x` -> `sex`; abbreviations (`e.g`) stay."""
     joined = word.replace(".", "").replace("_", "")
     if joined in _ABUSIVE_SET:
         return joined
@@ -142,7 +152,15 @@ def _unmask(word: str) -> str:
     # A dot standing for a letter (`sh.t`) only counts for words of four letters or more, so
     # abbreviations such as `a.m` or `u.k` are never turned into words.
     found = _match_masked(word.replace(".", "*").replace("_", "*"), min_len=4)
-    return found if found is not None else word
+    if found is not None:
+        return found
+    # A dot splitting a word (`tha.t`, `k.ids`) goes; one between single letters (`e.g`, `a.m`) is
+    # an abbreviation and stays. A missing space after a full stop (`fine.thanks`) is joined too,
+    # a small loss the model is trained with.
+    parts = word.replace("_", ".").split(".")
+    if "*" not in word and all(parts) and max(len(p) for p in parts) >= 2:
+        return "".join(parts)
+    return word
 
 
 def _match_masked(pattern: str, min_len: int) -> str | None:
