@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages that the integration tests drive for real: Prometheus and promtool.
+# Installs the Debian packages that the integration tests drive for real: Prometheus and promtool,
+# and redis-server (shared rate limits).
 # Idempotent and quick when they are present; called by `make test` (and so by CI).
 # Without root or apt-get it installs nothing and says so; the tests that need a missing binary
 # are then skipped with that reason.
@@ -7,6 +8,7 @@ set -euo pipefail
 
 need=()
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || need+=(prometheus)
+command -v redis-server >/dev/null || need+=(redis-server)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

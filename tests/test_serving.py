@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Sequence
 
@@ -88,7 +89,7 @@ def test_full_queue_refuses_at_once_with_retry_after() -> None:
         provider.gate.clear()  # the model thread blocks inside the first call
         provider.entered.clear()
         first = asyncio.ensure_future(service.predict(["one"]))
-        await asyncio.get_running_loop().run_in_executor(None, provider.entered.wait, 5)
+        assert await asyncio.get_running_loop().run_in_executor(None, provider.entered.wait, 5)
         queued = [asyncio.ensure_future(service.predict([f"q{i}"])) for i in range(2)]
         await asyncio.sleep(0)
         with pytest.raises(Overloaded) as info:
@@ -109,7 +110,7 @@ def test_deadline_answers_timeout_and_drops_the_work() -> None:
         provider.gate.clear()
         provider.entered.clear()
         blocked = asyncio.ensure_future(service.predict(["blocker"]))
-        await asyncio.get_running_loop().run_in_executor(None, provider.entered.wait, 5)
+        assert await asyncio.get_running_loop().run_in_executor(None, provider.entered.wait, 5)
         with pytest.raises(DeadlineExceeded):
             await service.predict(["late"])
         provider.batches.clear()
@@ -147,15 +148,18 @@ def test_cancelled_request_is_skipped() -> None:
         provider.gate.clear()
         provider.entered.clear()
         blocker = asyncio.ensure_future(service.predict(["blocker"]))
-        await asyncio.get_running_loop().run_in_executor(None, provider.entered.wait, 5)
+        assert await asyncio.get_running_loop().run_in_executor(None, provider.entered.wait, 5)
         gone = asyncio.ensure_future(service.predict(["caller went away"]))
-        await asyncio.sleep(0.01)
+        while service.queued_items < 1:  # queued behind the blocked call
+            await asyncio.sleep(0.001)
         gone.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await gone  # the cancellation has reached the service
         provider.batches.clear()
         provider.gate.set()
         await blocker
         await service.predict(["next"])
-        assert all("caller went away" not in b for b in provider.batches)
+        assert all("caller went away" not in b for b in provider.batches), provider.batches
         service.stop()
 
     asyncio.run(scenario())
@@ -169,7 +173,7 @@ def test_stop_does_not_hang_on_a_stuck_model() -> None:
         provider.gate.clear()
         provider.entered.clear()
         stuck = asyncio.ensure_future(service.predict(["stuck"]))
-        await asyncio.get_running_loop().run_in_executor(None, provider.entered.wait, 5)
+        assert await asyncio.get_running_loop().run_in_executor(None, provider.entered.wait, 5)
         assert service.stop(timeout_s=0.2) is False  # gave up waiting, did not hang
         with pytest.raises(ModelNotReady):
             await service.predict(["after stop"])

@@ -6,10 +6,15 @@ import sys
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from ml_prod_api import __version__
+from ml_prod_api.http.auth import ApiKeyGuard, ApiKeyStore
 from ml_prod_api.http.errors import install_error_handlers
+from ml_prod_api.http.headers import SecurityHeadersMiddleware
 from ml_prod_api.http.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from ml_prod_api.http.ratelimit import RateLimiter
 from ml_prod_api.http.routes import router
 from ml_prod_api.lifecycle import make_lifespan
 from ml_prod_api.logs import configure_logging
@@ -36,16 +41,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request_timeout_ms=settings.request_timeout_ms,
         metrics=metrics,
     )
+    docs = settings.docs_enabled
     app = FastAPI(
         title="ml-prod-api",
         version=__version__,
         description=DESCRIPTION,
         lifespan=make_lifespan(settings),
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    key_store = ApiKeyStore(
+        settings.api_keys, settings.api_keys_file, settings.api_keys_reload_seconds
     )
     app.state.settings = settings
     app.state.service = service
     app.state.metrics = metrics
     app.state.body_limit = settings.body_limit
+    app.state.rate_limiter = RateLimiter(settings, metrics) if settings.rate_limit else None
     install_error_handlers(app)
     app.include_router(router)
 
@@ -56,9 +69,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "model_version": provider.version if provider is not None else None,
         }
 
-    # Declared once, outermost first (add_middleware prepends, so add in reverse).
+    # The order, outermost first: proxy headers (the real client address), request context
+    # (id, access log, metrics, last-resort 500), security headers, CORS, API keys (before any
+    # body is read), body limit, then FastAPI. `add_middleware` prepends, so add in reverse.
     app.add_middleware(BodyLimitMiddleware, limit=settings.body_limit)
-    app.add_middleware(RequestContextMiddleware, metrics=metrics, model_fields=model_fields)
+    if key_store.enabled:
+        app.add_middleware(
+            ApiKeyGuard, store=key_store, protect_metrics=settings.metrics_require_key
+        )
+    if settings.cors_allow_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_allow_origins,
+            allow_credentials=settings.cors_allow_credentials,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "Authorization", "X-API-Key", "X-Request-ID"],
+            expose_headers=[
+                "X-Request-ID",
+                "Retry-After",
+                "Server-Timing",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+            ],
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics=metrics,
+        model_fields=model_fields,
+        routes=lambda: router.routes,
+    )
+    if settings.trusted_proxies:
+        # uvicorn's own middleware; X-Forwarded-For is believed only from these peers.
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app
 
 

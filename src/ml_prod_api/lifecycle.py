@@ -89,6 +89,8 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], Any]:
                 None, service.stop, settings.shutdown_timeout_seconds
             )
             app.state.metrics.close()
+            if app.state.rate_limiter is not None:
+                await app.state.rate_limiter.aclose()
             log.info("stopped", extra={"event": "shutdown", "clean": stopped})
 
     return lifespan

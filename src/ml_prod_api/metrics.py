@@ -157,6 +157,16 @@ class Metrics:
             ["provider", "version"],
             registry=r,
         )
+        self.rate_limited = Counter(
+            "rate_limited_total",
+            "Requests refused by a rate limit.",
+            registry=r,
+        )
+        self.rate_limit_storage_errors = Counter(
+            "rate_limit_storage_errors_total",
+            "Rate-limit checks that failed because the storage (Redis) was unavailable.",
+            registry=r,
+        )
         for reason in ("queue_full", "deadline", "cancelled"):
             self.rejected.labels(reason)
 

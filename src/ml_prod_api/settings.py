@@ -6,11 +6,13 @@ that names the variable, the value and what is allowed.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 MODELS_DIR = PROJECT_ROOT / "models"
@@ -19,6 +21,9 @@ MODELS_DIR = PROJECT_ROOT / "models"
 # full batch of maximal texts, plus room for the JSON structure.
 _BYTES_PER_CHAR_ESCAPED = 6
 _BODY_OVERHEAD_BYTES = 64 * 1024
+
+
+_SECRET_SETTINGS = ("api_keys",)
 
 
 class ConfigError(Exception):
@@ -36,7 +41,7 @@ class Settings(BaseSettings):
 
     # --- model -------------------------------------------------------------------------------
     model_provider: str = Field(
-        default="stub", description="Model provider: stub, tfidf, transformer or onnx."
+        default="tfidf", description="Model provider: stub, tfidf, transformer or onnx."
     )
     model_path: Path | None = Field(
         default=None,
@@ -80,6 +85,33 @@ class Settings(BaseSettings):
         default=None, description="Makes the stub's load() fail with this reason."
     )
 
+    # --- security: API keys, rate limits, proxies, CORS, docs --------------------------------
+    api_keys: str | None = Field(
+        default=None, description="Comma-separated API keys (`name:key` gives a key a name)."
+    )
+    api_keys_file: Path | None = Field(
+        default=None, description="File with one API key per line (e.g. a mounted Secret)."
+    )
+    api_keys_reload_seconds: float = Field(default=5.0, ge=0.0, le=3600.0)
+    metrics_require_key: bool = False
+    docs_enabled: bool = True
+    rate_limit: str | None = Field(
+        default=None, description="e.g. `100/minute` or `10/second;1000/hour`; unset: no limit."
+    )
+    rate_limit_overrides: dict[str, str] = Field(
+        default_factory=dict,
+        description='JSON map of key name to limit: {"partner": "1000/minute"}',
+    )
+    rate_limit_storage_uri: str = "memory://"
+    rate_limit_strategy: Literal["fixed-window", "moving-window", "sliding-window-counter"] = (
+        "sliding-window-counter"
+    )
+    rate_limit_fail_open: bool = True
+    rate_limit_timeout_ms: int = Field(default=250, ge=1, le=10_000)
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_allow_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_allow_credentials: bool = False
+
     # --- logging ----------------------------------------------------------------------------
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
@@ -105,6 +137,58 @@ class Settings(BaseSettings):
                 raise ValueError(f"must be one of {', '.join(provider_names())}")
         return value
 
+    @field_validator("trusted_proxies", "cors_allow_origins", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or CIDR network") from None
+        return value
+
+    @field_validator("rate_limit", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _parse_limit(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_limit(value)
+        return value
+
+    @field_validator("rate_limit_overrides")
+    @classmethod
+    def _parse_overrides(cls, value: dict[str, str]) -> dict[str, str]:
+        for limit in value.values():
+            _check_limit(limit)
+        return value
+
+    @field_validator("api_keys_file")
+    @classmethod
+    def _keys_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError("file not found")
+        return value
+
+    @model_validator(mode="after")
+    def _cors_wildcard_with_credentials(self) -> Settings:
+        if "*" in self.cors_allow_origins and self.cors_allow_credentials:
+            raise ValueError(
+                "CORS_ALLOW_ORIGINS='*' cannot be combined with CORS_ALLOW_CREDENTIALS=true; "
+                "list the allowed origins explicitly"
+            )
+        return self
+
     @model_validator(mode="after")
     def _derive(self) -> Settings:
         if self.max_body_bytes is None:
@@ -126,10 +210,25 @@ class Settings(BaseSettings):
     def redacted(self) -> dict[str, Any]:
         """The effective settings, safe to log (secrets replaced)."""
         data = self.model_dump(mode="json")
-        for key in list(data):
-            if any(word in key for word in ("key", "secret", "password", "token")) and data[key]:
+        for key in _SECRET_SETTINGS:
+            if data.get(key):
                 data[key] = "***"
+        # A Redis URI may carry a password: redis://:secret@host:6379/0
+        data["rate_limit_storage_uri"] = re.sub(
+            r"//[^@/]*@", "//***@", data["rate_limit_storage_uri"]
+        )
         return data
+
+
+def _check_limit(value: str) -> None:
+    from limits import parse_many
+
+    try:
+        parsed = parse_many(value)
+    except ValueError:
+        parsed = []
+    if not parsed:
+        raise ValueError("must be like '100/minute' or '10/second;1000/hour'")
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -147,5 +246,8 @@ def format_validation_error(exc: ValidationError) -> str:
         value = err.get("input")
         shown = "" if isinstance(value, dict) else f"={value!r}"
         reason = err["msg"].removeprefix("Value error, ")
+        if not err["loc"]:  # a rule across settings names its variables itself
+            parts.append(f"invalid settings: {reason}")
+            continue
         parts.append(f"invalid setting {var}{shown}: {reason}")
     return "; ".join(parts)

@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ml_prod_api.http.errors import error_body
@@ -46,10 +47,23 @@ class RequestContextMiddleware:
         *,
         metrics: Metrics,
         model_fields: Callable[[], dict[str, Any]],
+        routes: Callable[[], list[Any]] = list,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.model_fields = model_fields
+        self.routes = routes
+
+    def _route_label(self, scope: Scope) -> str:
+        route = scope.get("route")
+        if route is None:
+            # Refused before routing (401, 413): find the template so the metric is useful.
+            for candidate in self.routes():
+                match, _ = candidate.matches(scope)
+                if match is not Match.NONE:
+                    route = candidate
+                    break
+        return getattr(route, "path", None) or UNMATCHED_ROUTE
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -104,8 +118,7 @@ class RequestContextMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             self.metrics.in_flight.dec()
-            route_obj = scope.get("route")
-            route = getattr(route_obj, "path", None) or UNMATCHED_ROUTE
+            route = self._route_label(scope)
             self.metrics.observe_request(route, status, elapsed)
             client = scope.get("client")
             access_log.info(
@@ -117,6 +130,7 @@ class RequestContextMiddleware:
                     "status_code": status,
                     "latency_ms": round(elapsed * 1000, 3),
                     "client": client[0] if client else None,
+                    "caller": scope.get("ml_prod_api.caller"),
                     **self.model_fields(),
                     **fields,
                 },

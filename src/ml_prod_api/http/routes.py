@@ -8,9 +8,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from ml_prod_api import API_VERSION, __version__
+from ml_prod_api.http.auth import CALLER_SCOPE_KEY
 from ml_prod_api.http.deps import MetricsDep, ServiceDep, SettingsDep
 from ml_prod_api.http.errors import error_body
 from ml_prod_api.http.middleware import request_log_fields
+from ml_prod_api.http.ratelimit import RateLimiter
 from ml_prod_api.http.schemas import (
     BatchPredictRequest,
     BatchPredictResponse,
@@ -115,6 +117,18 @@ def _timing(response: Response, result: InferenceResult) -> None:
     response.headers["Cache-Control"] = "no-store"
 
 
+async def _rate_limit(request: Request, response: Response, cost: int) -> None:
+    limiter: RateLimiter | None = request.app.state.rate_limiter
+    if limiter is None:
+        return
+    caller = request.scope.get(CALLER_SCOPE_KEY)
+    if caller is None:
+        client = request.scope.get("client")
+        caller = f"ip:{client[0]}" if client else "ip:unknown"
+    decision = await limiter.check(caller, cost)
+    response.headers.update(decision.headers)
+
+
 def _record(request: Request, metrics: Metrics, preds: list[Prediction], texts: list[str]) -> None:
     toxic = sum(1 for p in preds if p.label == "toxic")
     fields = request_log_fields(request.scope)
@@ -142,6 +156,7 @@ async def predict(
     metrics: MetricsDep,
 ) -> PredictResponse:
     check_text(body.text, "text", settings.max_text_length)
+    await _rate_limit(request, response, 1)
     result = await service.predict(
         [body.text], explain_top_k=EXPLAIN_TOP_K if body.explain else None
     )
@@ -168,6 +183,7 @@ async def predict_batch(
     metrics: MetricsDep,
 ) -> BatchPredictResponse:
     check_batch(body.texts, settings.max_batch_size, settings.max_text_length)
+    await _rate_limit(request, response, len(body.texts))
     result = await service.predict(body.texts)
     preds = _predictions(result.scores, _threshold(settings, service), service)
     _record(request, metrics, preds, body.texts)

@@ -1,0 +1,129 @@
+"""Rate limits shared through a real Redis, and what happens when Redis goes away."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import running_client
+from tests.servers import free_port
+
+REDIS = shutil.which("redis-server")
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(REDIS is None, reason="redis-server not installed "
+                       "(scripts/install_test_services.sh)"),
+]
+
+
+class RedisServer:
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        assert REDIS is not None
+        self.proc = subprocess.Popen(
+            [REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                import socket
+
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError("redis did not start")
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@contextmanager
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def test_two_instances_share_one_budget(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as redis:
+        settings = {"rate_limit": "6/minute", "rate_limit_storage_uri": redis.uri}
+        with running_client(**settings) as a, running_client(**settings) as b:
+            for client in (a, b, a, b, a, b):
+                assert client.post("/v1/predict", json={"text": "x"}).status_code == 200
+            for client in (a, b):  # the shared budget of 6 is spent, whichever replica
+                r = client.post("/v1/predict", json={"text": "x"})
+                assert r.status_code == 429
+                assert r.headers["x-ratelimit-remaining"] == "0"
+
+
+def test_fail_open_when_redis_dies_then_limits_resume(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as redis, running_client(
+        rate_limit="3/minute", rate_limit_storage_uri=redis.uri, rate_limit_fail_open=True
+    ) as c:
+        for _ in range(3):
+            assert c.post("/v1/predict", json={"text": "x"}).status_code == 200
+        assert c.post("/v1/predict", json={"text": "x"}).status_code == 429
+        redis.kill()
+        started = time.monotonic()
+        for _ in range(5):  # limit unenforceable: served, with a warning and a metric
+            r = c.post("/v1/predict", json={"text": "x"})
+            assert r.status_code == 200
+            assert "x-ratelimit-limit" not in r.headers
+        assert time.monotonic() - started < 30  # bounded timeouts: no hang
+        assert "rate_limit_storage_errors_total 5.0" in c.get("/metrics").text
+        redis.start()  # same port, empty: limits resume with a fresh budget
+        codes = [c.post("/v1/predict", json={"text": "x"}).status_code for _ in range(5)]
+        assert codes.count(429) >= 1
+        assert codes[-1] == 429
+
+
+def test_fail_closed_when_redis_dies(tmp_path: Path) -> None:
+    with redis_server(tmp_path) as redis, running_client(
+        rate_limit="100/minute", rate_limit_storage_uri=redis.uri, rate_limit_fail_open=False
+    ) as c:
+        assert c.post("/v1/predict", json={"text": "x"}).status_code == 200
+        redis.kill()
+        r = c.post("/v1/predict", json={"text": "x"})
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "rate_limit_unavailable"
+        assert r.headers["retry-after"] == "1"
+        assert c.get("/healthz").status_code == 200
+        redis.start()
+        deadline = time.monotonic() + 10
+        while c.post("/v1/predict", json={"text": "x"}).status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+
+def test_unreachable_redis_at_start_follows_the_setting() -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    with running_client(rate_limit="5/minute", rate_limit_storage_uri=dead,
+                        rate_limit_fail_open=False) as c:
+        assert c.post("/v1/predict", json={"text": "x"}).status_code == 503
+    with running_client(rate_limit="5/minute", rate_limit_storage_uri=dead) as c:
+        assert c.post("/v1/predict", json={"text": "x"}).status_code == 200
