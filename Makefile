@@ -31,6 +31,7 @@ run: install
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check src
+	$(BIN)/bandit -q -c pyproject.toml -r src
 
 typecheck: install-dev
 	$(BIN)/mypy

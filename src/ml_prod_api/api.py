@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.rate_limiter = RateLimiter(settings, metrics) if settings.rate_limit else None
     install_error_handlers(app)
     app.include_router(router)
+    _document_limits(app, settings)
 
     def model_fields() -> dict[str, Any]:
         provider = service.provider
@@ -105,6 +107,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # uvicorn's own middleware; X-Forwarded-For is believed only from these peers.
         app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app
+
+
+def _document_limits(app: FastAPI, settings: Settings) -> None:
+    """Put the configured limits into the OpenAPI schema, so it describes what is accepted.
+
+    The request models are static while the limits are settings; the checks themselves stay in
+    `http/validation.py` (with their own error codes), this only documents them.
+    """
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        text = {"minLength": 1, "maxLength": settings.max_text_length, "pattern": r"\S"}
+        models = schema["components"]["schemas"]
+        models["PredictRequest"]["properties"]["text"].update(text)
+        texts = models["BatchPredictRequest"]["properties"]["texts"]
+        texts.update({"minItems": 1, "maxItems": settings.max_batch_size})
+        texts["items"].update(text)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _app_from_env() -> FastAPI:

@@ -116,7 +116,8 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     # --- server (used by `ml-prod-api serve`) -------------------------------------------------
-    host: str = "0.0.0.0"  # noqa: S104 - a container must listen on all interfaces
+    # A container must listen on all interfaces; bind to 127.0.0.1 with HOST for local use.
+    host: str = "0.0.0.0"  # noqa: S104  # nosec B104
     port: int = Field(default=8000, ge=1, le=65535)
     web_concurrency: int = Field(default=1, ge=1, le=64, description="Worker processes.")
     timeout_keep_alive: int = Field(default=5, ge=1, le=300)

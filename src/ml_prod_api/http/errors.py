@@ -203,8 +203,25 @@ def _http_message(status: int, request: Request, detail: Any, limit: int | None)
     return str(detail) if isinstance(detail, str) else "request failed"
 
 
+def _unparseable_body(exc: StarletteHTTPException) -> str | None:
+    """FastAPI answers 400 for bodies json.loads cannot take; say why, as a JSON error."""
+    cause = exc.__cause__
+    if exc.status_code != 400 or cause is None:
+        return None
+    if isinstance(cause, UnicodeDecodeError):
+        return "request body is not valid UTF-8"
+    if isinstance(cause, RecursionError):
+        return "request body JSON is nested too deeply"
+    if isinstance(cause, ValueError):
+        return "request body is not valid JSON (a number is too large to parse)"
+    return None
+
+
 async def _http_exception_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    unparseable = _unparseable_body(exc)
+    if unparseable is not None:
+        return error_response(422, "invalid_json", unparseable)
     status = exc.status_code
     code = _HTTP_CODES.get(status, "http_error")
     limit = getattr(request.app.state, "body_limit", None)

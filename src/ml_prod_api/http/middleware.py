@@ -140,7 +140,11 @@ class RequestContextMiddleware:
 
 class BodyTooLarge(HTTPException):
     def __init__(self) -> None:
-        super().__init__(status_code=413, detail="request body too large")
+        # Close the connection: otherwise the server keeps reading (and discarding) the rest of
+        # the body to find the next request on this connection.
+        super().__init__(
+            status_code=413, detail="request body too large", headers={"Connection": "close"}
+        )
 
 
 class BodyLimitMiddleware:
