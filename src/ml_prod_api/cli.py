@@ -92,12 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=None, help="worker processes (default: WEB_CONCURRENCY or 1)"
     )
     serve.set_defaults(func=_serve)
-    try:
-        from ml_prod_api import scoring
-    except ImportError:  # TEMP until scoring.py lands (issue 3)
-        pass
-    else:
-        scoring.register(sub)
+    from ml_prod_api import scoring
+
+    scoring.register(sub)
     return parser
 
 
