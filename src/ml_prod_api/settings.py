@@ -61,6 +61,21 @@ class Settings(BaseSettings):
         description="Exit non-zero when the model fails to load, instead of staying up unready.",
     )
 
+    # --- transformer and onnx providers ------------------------------------------------------
+    toxic_label: str | None = Field(
+        default=None, description="The label that means toxic; unset: found by name."
+    )
+    max_seq_length: int | None = Field(
+        default=None, ge=8, le=8192, description="Tokens per window; unset: the model's own."
+    )
+    window_stride: int = Field(
+        default=32, ge=0, le=4096, description="Tokens shared by neighbouring windows."
+    )
+    forward_batch_size: int = Field(default=32, ge=1, le=4096)
+    onnx_intra_op_threads: int = Field(default=0, ge=0, le=256)
+    onnx_inter_op_threads: int = Field(default=1, ge=0, le=256)
+    torch_threads: int = Field(default=0, ge=0, le=256)
+
     # --- validation limits -------------------------------------------------------------------
     max_text_length: int = Field(default=5000, ge=1, le=1_000_000)
     max_batch_size: int = Field(default=64, ge=1, le=10_000)

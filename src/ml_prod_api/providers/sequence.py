@@ -1,0 +1,191 @@
+"""What the `transformer` and `onnx` providers share: the artifact's metadata, the label mapping,
+long-text windows and the post-processing of logits. No torch and no onnxruntime here.
+
+Long texts: a text longer than the model's window is split into overlapping windows (`stride`
+tokens shared by neighbours) and the text's score is that of its most toxic window, so a toxic
+sentence at the end of a long text is not truncated away.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ml_prod_api.errors import ModelLoadError
+from ml_prod_api.providers.base import Score
+
+CONFIG_FILE = "config.json"
+METADATA_FILE = "metadata.json"
+# Label names taken to mean "toxic" when TOXIC_LABEL is not set, in order of preference.
+TOXIC_NAMES = ("toxic", "toxicity", "offensive", "off", "abusive", "hate", "label_1")
+
+
+@dataclass(frozen=True, slots=True)
+class LabelMap:
+    names: list[str]
+    toxic_index: int
+    multi_label: bool
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], toxic_label: str | None) -> LabelMap:
+        raw = config.get("id2label") or {}
+        try:
+            id2label = {int(k): str(v) for k, v in raw.items()}
+        except ValueError:
+            raise ModelLoadError("config.json: id2label keys must be integers") from None
+        n = int(config.get("num_labels", len(id2label) or 2))
+        names = [id2label.get(i, f"LABEL_{i}") for i in range(n)]
+        multi = config.get("problem_type") == "multi_label_classification"
+        lowered = [name.lower() for name in names]
+        if toxic_label is not None:
+            if toxic_label.lower() not in lowered:
+                raise ModelLoadError(
+                    f"TOXIC_LABEL={toxic_label!r} is not a label of this model "
+                    f"(labels: {', '.join(names)})"
+                )
+            index = lowered.index(toxic_label.lower())
+        else:
+            found = [lowered.index(t) for t in TOXIC_NAMES if t in lowered]
+            if found:
+                index = found[0]
+            elif n == 2 and not multi:
+                index = 1  # a binary head with anonymous labels: class 1 is the positive one
+            else:
+                raise ModelLoadError(
+                    f"cannot tell which label means toxic (labels: {', '.join(names)}); "
+                    "set TOXIC_LABEL"
+                )
+        if n < 2 and not multi:
+            raise ModelLoadError("a single-label head needs at least two labels")
+        return cls(names=names, toxic_index=index, multi_label=multi)
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise ModelLoadError(f"{what} not found: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{what} is not valid JSON: {path} ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{what} must hold a JSON object: {path}")
+    return data
+
+
+def read_metadata(directory: Path) -> dict[str, Any]:
+    """metadata.json is optional for a plain Hugging Face checkpoint."""
+    path = directory / METADATA_FILE
+    return read_json(path, "model metadata") if path.exists() else {}
+
+
+def file_version(path: Path, prefix: str) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return f"{prefix}-{digest.hexdigest()[:12]}"
+
+
+def probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:
+    """Sigmoid for multi-label heads, softmax for single-label ones."""
+    logits = logits.astype(np.float64, copy=False)
+    if multi_label:
+        out: np.ndarray = 1.0 / (1.0 + np.exp(-logits))
+        return out
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    soft: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
+    return soft
+
+
+def scores_from_windows(
+    probs: np.ndarray, window_owner: Sequence[int], n_texts: int, labels: LabelMap
+) -> list[Score]:
+    """One Score per text: the window with the highest toxic probability speaks for it."""
+    toxic = probs[:, labels.toxic_index]
+    best: list[int] = [-1] * n_texts
+    for row, owner in enumerate(window_owner):
+        if best[owner] < 0 or toxic[row] > toxic[best[owner]]:
+            best[owner] = row
+    out = []
+    for row in best:
+        if row < 0:  # cannot happen: every text yields at least one window
+            raise RuntimeError("a text produced no window")
+        per_label = (
+            {name: float(probs[row, i]) for i, name in enumerate(labels.names)}
+            if labels.multi_label
+            else None
+        )
+        out.append(Score(probability_toxic=float(toxic[row]), labels=per_label))
+    return out
+
+
+def window_token_ids(
+    ids: list[int], max_length: int, stride: int, cls_id: int | None, sep_id: int | None
+) -> list[list[int]]:
+    """Split one text's content ids into overlapping windows, each wrapped in CLS/SEP.
+
+    Both providers tokenise without special tokens and window here, so the `transformer` and the
+    `onnx` provider see exactly the same windows (the same layout as `transformers`'
+    `return_overflowing_tokens` with `stride`).
+    """
+    specials = (cls_id is not None) + (sep_id is not None)
+    room = max(1, max_length - specials)
+    step = max(1, room - stride)
+    chunks = []
+    start = 0
+    while True:
+        chunks.append(ids[start : start + room])
+        if start + room >= len(ids):
+            break
+        start += step
+    head = [cls_id] if cls_id is not None else []
+    tail = [sep_id] if sep_id is not None else []
+    return [head + chunk + tail for chunk in chunks]
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """Every window of a list of texts, and the text each one belongs to."""
+
+    ids: list[list[int]]
+    owner: list[int]
+
+    @classmethod
+    def build(
+        cls,
+        per_text_ids: Sequence[list[int]],
+        max_length: int,
+        stride: int,
+        cls_id: int | None,
+        sep_id: int | None,
+    ) -> Windows:
+        ids: list[list[int]] = []
+        owner: list[int] = []
+        for index, text_ids in enumerate(per_text_ids):
+            for window in window_token_ids(text_ids, max_length, stride, cls_id, sep_id):
+                ids.append(window)
+                owner.append(index)
+        return cls(ids, owner)
+
+    def length_sorted_chunks(self, chunk_size: int) -> list[list[int]]:
+        """Window indices grouped by similar length, so a forward pass pads little."""
+        order = sorted(range(len(self.ids)), key=lambda i: len(self.ids[i]))
+        return [order[i : i + chunk_size] for i in range(0, len(order), chunk_size)]
+
+
+def pad_batch(windows: Sequence[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """(input_ids, attention_mask) as int64 arrays padded to the longest window."""
+    width = max(len(w) for w in windows)
+    input_ids = np.full((len(windows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(windows), width), dtype=np.int64)
+    for row, window in enumerate(windows):
+        input_ids[row, : len(window)] = window
+        mask[row, : len(window)] = 1
+    return input_ids, mask
