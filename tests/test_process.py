@@ -129,3 +129,30 @@ def test_invalid_setting_stops_serve_with_one_line() -> None:
         "ml-prod-api: configuration error: invalid setting TOXIC_THRESHOLD='2': "
         "Input should be less than or equal to 1"
     ]
+
+
+def test_a_disconnected_callers_queued_work_is_dropped() -> None:
+    import socket
+
+    with run_server(STUB_DELAY_MS="800", DRAIN_GRACE_SECONDS="0") as server:
+        server.wait_ready(timeout_s=60)
+        blocker = threading.Thread(
+            target=lambda: httpx2.post(server.url + "/v1/predict", json={"text": "a"}, timeout=30)
+        )
+        blocker.start()
+        time.sleep(0.2)  # the model thread is busy with the blocker
+        body = b'{"texts": ["b", "c", "d"]}'
+        with socket.create_connection(("127.0.0.1", server.port)) as s:
+            s.sendall(
+                b"POST /v1/predict_batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            time.sleep(0.2)  # queued behind the blocker; then the caller hangs up
+        blocker.join(30)
+        time.sleep(1.0)
+        metrics = httpx2.get(server.url + "/metrics").text
+    assert 'inference_rejected_total{reason="cancelled"} 1.0' in metrics
+    assert 'http_requests_total{route="/v1/predict_batch",status="499"} 1.0' in metrics
+    # only the blocker (1 text) was scored: the three dropped texts never reached the model
+    sums = [line for line in metrics.splitlines() if line.startswith("inference_batch_size_sum")]
+    assert sums == ["inference_batch_size_sum 1.0"]

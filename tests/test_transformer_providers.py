@@ -113,6 +113,17 @@ def test_windows_cover_the_whole_text_with_overlap() -> None:
         assert left[-4:] == right[:4]  # neighbours share `stride` tokens
 
 
+def test_forward_chunks_group_similar_lengths() -> None:
+    lengths = [5, 40, 6, 41, 7, 120, 5, 39]
+    windows = Windows([[1] * n for n in lengths], list(range(len(lengths))))
+    chunks = windows.length_sorted_chunks(chunk_size=3)
+    assert sorted(i for c in chunks for i in c) == list(range(len(lengths)))  # each once
+    for chunk in chunks:
+        sizes = [lengths[i] for i in chunk]
+        assert len(chunk) <= 3
+        assert max(sizes) <= min(sizes) * 1.25 + 4
+
+
 def test_long_text_scores_its_most_toxic_window(checkpoint: Path) -> None:
     p = _transformer(checkpoint)
     windows = p.preprocess([LONG])

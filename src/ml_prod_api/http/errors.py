@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ml_prod_api.errors import (
@@ -49,6 +49,10 @@ _HTTP_CODES = {
     500: "internal_error",
     503: "service_unavailable",
 }
+
+
+class ClientGone(Exception):
+    """The caller disconnected while its texts were queued or scored."""
 
 
 class ApiError(Exception):
@@ -230,7 +234,13 @@ async def _http_exception_handler(request: Request, exc: Exception) -> JSONRespo
     )
 
 
+async def _client_gone_handler(request: Request, exc: Exception) -> Response:
+    # Nobody reads this answer; the status shows up in the access log and metrics only.
+    return Response(status_code=499)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ClientGone, _client_gone_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(ApiError, _api_error_handler)
     app.add_exception_handler(ServiceError, _service_error_handler)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 from ml_prod_api import API_VERSION, __version__
 from ml_prod_api.http.auth import CALLER_SCOPE_KEY
 from ml_prod_api.http.deps import MetricsDep, ServiceDep, SettingsDep
-from ml_prod_api.http.errors import error_body
+from ml_prod_api.http.errors import ClientGone, error_body
 from ml_prod_api.http.middleware import request_log_fields
 from ml_prod_api.http.ratelimit import RateLimiter
 from ml_prod_api.http.schemas import (
@@ -108,6 +109,32 @@ def _predictions(
     return out
 
 
+CLIENT_CLOSED = 499  # nginx's code for "client closed the request": logged, never sent
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    # The body has been read, so the next ASGI message is the disconnect (or nothing until the
+    # response is sent).
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _infer(
+    request: Request, service: InferenceService, texts: list[str], explain_top_k: int | None
+) -> InferenceResult:
+    """Run inference, dropping the queued work if the caller goes away meanwhile."""
+    work = asyncio.ensure_future(service.predict(texts, explain_top_k=explain_top_k))
+    watcher = asyncio.ensure_future(_wait_for_disconnect(request))
+    try:
+        await asyncio.wait({work, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if not work.done():
+        work.cancel()  # the service marks the job cancelled; the model thread skips it
+        raise ClientGone()
+    return work.result()
+
+
 def _timing(response: Response, result: InferenceResult) -> None:
     # Lets a client tell queueing from compute without scraping metrics (W3C Server-Timing).
     response.headers["Server-Timing"] = (
@@ -157,9 +184,7 @@ async def predict(
 ) -> PredictResponse:
     check_text(body.text, "text", settings.max_text_length)
     await _rate_limit(request, response, 1)
-    result = await service.predict(
-        [body.text], explain_top_k=EXPLAIN_TOP_K if body.explain else None
-    )
+    result = await _infer(request, service, [body.text], EXPLAIN_TOP_K if body.explain else None)
     preds = _predictions(result.scores, _threshold(settings, service), service, result.explanation)
     _record(request, metrics, preds, [body.text])
     _timing(response, result)
@@ -184,7 +209,7 @@ async def predict_batch(
 ) -> BatchPredictResponse:
     check_batch(body.texts, settings.max_batch_size, settings.max_text_length)
     await _rate_limit(request, response, len(body.texts))
-    result = await service.predict(body.texts)
+    result = await _infer(request, service, body.texts, None)
     preds = _predictions(result.scores, _threshold(settings, service), service)
     _record(request, metrics, preds, body.texts)
     _timing(response, result)

@@ -174,10 +174,30 @@ class Windows:
                 owner.append(index)
         return cls(ids, owner)
 
-    def length_sorted_chunks(self, chunk_size: int) -> list[list[int]]:
-        """Window indices grouped by similar length, so a forward pass pads little."""
+    def length_sorted_chunks(
+        self, chunk_size: int, max_growth: float = 1.25, slack: int = 4
+    ) -> list[list[int]]:
+        """Window indices grouped by similar length, so a forward pass pads little.
+
+        A chunk closes when it is full or when the next window is longer than its shortest one
+        times `max_growth` plus `slack` tokens: on a CPU, padding costs more than a smaller
+        batch saves, so only length-compatible windows share a forward pass.
+        """
         order = sorted(range(len(self.ids)), key=lambda i: len(self.ids[i]))
-        return [order[i : i + chunk_size] for i in range(0, len(order), chunk_size)]
+        chunks: list[list[int]] = []
+        current: list[int] = []
+        shortest = 0
+        for index in order:
+            length = len(self.ids[index])
+            if current and (len(current) >= chunk_size or length > shortest * max_growth + slack):
+                chunks.append(current)
+                current = []
+            if not current:
+                shortest = length
+            current.append(index)
+        if current:
+            chunks.append(current)
+        return chunks
 
 
 def pad_batch(windows: Sequence[list[int]], pad_id: int) -> tuple[np.ndarray, np.ndarray]:
