@@ -15,7 +15,13 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-MODELS_DIR = PROJECT_ROOT / "models"
+
+
+def _default_models_dir() -> Path:
+    # A checkout (or an editable install) has models/ next to src/; an installed package does
+    # not, and then ./models in the working directory is used (the container's WORKDIR).
+    beside_source = PROJECT_ROOT / "models"
+    return beside_source if beside_source.is_dir() else Path.cwd() / "models"
 
 # JSON may escape one character as `\uXXXX` (6 bytes); the derived body limit allows that for a
 # full batch of maximal texts, plus room for the JSON structure.
@@ -46,6 +52,10 @@ class Settings(BaseSettings):
     model_path: Path | None = Field(
         default=None,
         description="Model artifact (file or folder); defaults to models/<provider> in the repo.",
+    )
+    models_dir: Path = Field(
+        default_factory=_default_models_dir,
+        description="Where models/<provider> artifacts live when MODEL_PATH is unset.",
     )
     model_version: str | None = Field(
         default=None, description="Override of the model version reported in responses."
@@ -221,7 +231,9 @@ class Settings(BaseSettings):
 
     @property
     def resolved_model_path(self) -> Path:
-        return self.model_path if self.model_path is not None else MODELS_DIR / self.model_provider
+        if self.model_path is not None:
+            return self.model_path
+        return self.models_dir / self.model_provider
 
     def redacted(self) -> dict[str, Any]:
         """The effective settings, safe to log (secrets replaced)."""
