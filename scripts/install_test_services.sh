@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that the integration tests drive for real: Prometheus and promtool,
-# and redis-server (shared rate limits).
+# redis-server (shared rate limits) and wrk (the benchmark's smoke test).
 # Idempotent and quick when they are present; called by `make test` (and so by CI).
 # Without root or apt-get it installs nothing and says so; the tests that need a missing binary
 # are then skipped with that reason.
@@ -9,6 +9,7 @@ set -euo pipefail
 need=()
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || need+=(prometheus)
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v wrk >/dev/null || need+=(wrk)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

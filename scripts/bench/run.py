@@ -1,0 +1,406 @@
+"""Side-by-side HTTP benchmark (issue 8) and the batching figures (issue 4).
+
+Every server runs on loopback at the same time, one worker each; the runs alternate between
+configurations (repetition -> concurrency -> configuration), so slow drift of this shared
+machine hits all of them alike. The load is wrk with a Lua script cycling through hundreds of
+distinct real sentences (Davidson et al., MIT) of mixed length. Each measured run is preceded by
+a short warm-up at the same concurrency. Bounded: every run has a fixed duration, every server is
+stopped by its PID at the end.
+
+    python scripts/bench/run.py            # full: c = 1, 8, 32, 64, 3 repetitions (< 10 min)
+    python scripts/bench/run.py --quick    # c = 32, 1 repetition (< 2 min)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import psutil
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "scripts" / "bench"
+RESULTS = ROOT / "benchmark-results"
+PLOTS = ROOT / "docs" / "benchmark"
+API_KEY = "bench-key-0123456789"
+
+
+@dataclass
+class Config:
+    name: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    ready_path: str = "/readyz"
+    path: str = "/v1/predict"
+    api_key: str = ""
+    bodies: str = "single"  # or "batch32"
+    group: str = "ours"
+    proc: subprocess.Popen[bytes] | None = None
+    port: int = 0
+    cold_start_s: float | None = None
+    log: Any = None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def sentences() -> list[str]:
+    return [line.strip() for line in (BENCH / "sentences.txt").read_text().splitlines() if line]
+
+
+def write_bodies(tmp: Path) -> dict[str, Path]:
+    """One JSON body per line: mostly single tweets, some longer posts made of several."""
+    rng = random.Random(8)
+    texts = sentences()
+    singles = []
+    for i, text in enumerate(texts):
+        if i % 7 == 0:
+            text = " ".join(rng.sample(texts, rng.randint(2, 6)))
+        singles.append(json.dumps({"text": text}))
+    batches = [json.dumps({"texts": rng.sample(texts, 32)}) for _ in range(200)]
+    out = {"single": tmp / "single.jsonl", "batch32": tmp / "batch32.jsonl"}
+    out["single"].write_text("\n".join(singles) + "\n")
+    out["batch32"].write_text("\n".join(batches) + "\n")
+    return out
+
+
+def ours(name: str, provider: str, *, full: bool, extra: dict[str, str] | None = None,
+         bodies: str = "single", path: str = "/v1/predict") -> Config:
+    env = {"MODEL_PROVIDER": provider, "DRAIN_GRACE_SECONDS": "0", "LOG_LEVEL": "WARNING"}
+    if full:
+        env.update({"API_KEYS": f"bench:{API_KEY}", "RATE_LIMIT": "100000000/minute",
+                    "LOG_LEVEL": "INFO"})
+    env.update(extra or {})
+    return Config(name, [sys.executable, "-m", "ml_prod_api.cli", "serve", "--host",
+                         "127.0.0.1", "--port", "{port}"], env,
+                  api_key=API_KEY if full else "", bodies=bodies, path=path)
+
+
+def uvicorn_app(name: str, module: str, group: str) -> Config:
+    return Config(name, [sys.executable, "-m", "uvicorn", module, "--app-dir",
+                         str(BENCH / "servers"), "--host", "127.0.0.1", "--port", "{port}",
+                         "--log-level", "warning", "--no-access-log"],
+                  ready_path="/healthz", group=group)
+
+
+def configs(have_onnx: bool) -> list[Config]:
+    out = [
+        uvicorn_app("floor (bare ASGI)", "floor_asgi:app", "reference"),
+        uvicorn_app("FastAPI minimal", "fastapi_min:app", "reference"),
+        uvicorn_app("naive FastAPI + tfidf", "naive_tfidf:app", "reference"),
+        Config("LitServe + tfidf (batch 16, 5 ms)",
+               [sys.executable, str(BENCH / "servers" / "litserve_tfidf.py"), "{port}"],
+               ready_path="/healthz", group="reference"),
+        ours("ours stub, full stack", "stub", full=True),
+        ours("ours stub, bare", "stub", full=False),
+        ours("ours tfidf, full stack", "tfidf", full=True),
+        ours("ours tfidf, bare", "tfidf", full=False),
+        ours("ours tfidf, batching off", "tfidf", full=False, extra={"BATCH_MAX_SIZE": "1"}),
+        ours("ours tfidf, /predict_batch x32", "tfidf", full=False, bodies="batch32",
+             path="/v1/predict_batch"),
+    ]
+    if have_onnx:
+        out += [
+            ours("ours onnx, full stack", "onnx", full=True),
+            ours("ours onnx, bare", "onnx", full=False),
+            ours("ours onnx, batching off", "onnx", full=False, extra={"BATCH_MAX_SIZE": "1"}),
+            ours("ours onnx, /predict_batch x32", "onnx", full=False, bodies="batch32",
+                 path="/v1/predict_batch"),
+        ]
+    return out
+
+
+def start(cfg: Config, logdir: Path) -> None:
+    cfg.port = free_port()
+    argv = [a.replace("{port}", str(cfg.port)) for a in cfg.argv]
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), **cfg.env)
+    cfg.log = (logdir / f"{cfg.port}.log").open("wb")
+    started = time.monotonic()
+    cfg.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=cfg.log, stderr=cfg.log)
+    deadline = started + 120
+    while time.monotonic() < deadline:
+        if cfg.proc.poll() is not None:
+            raise RuntimeError(f"{cfg.name} exited with {cfg.proc.returncode}")
+        with contextlib.suppress(httpx2.TransportError):
+            if httpx2.get(f"http://127.0.0.1:{cfg.port}{cfg.ready_path}",
+                          timeout=1).status_code == 200:
+                cfg.cold_start_s = time.monotonic() - started
+                return
+        time.sleep(0.02)
+    raise TimeoutError(f"{cfg.name} not ready")
+
+
+def stop(cfg: Config) -> None:
+    if cfg.proc is None:
+        return
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(cfg.proc.pid).children(recursive=True):
+            child.send_signal(signal.SIGTERM)
+    cfg.proc.send_signal(signal.SIGTERM)
+    try:
+        cfg.proc.wait(20)
+    except subprocess.TimeoutExpired:
+        cfg.proc.kill()
+        cfg.proc.wait(10)
+    cfg.log.close()
+
+
+def tree(cfg: Config) -> list[psutil.Process]:
+    assert cfg.proc is not None
+    parent = psutil.Process(cfg.proc.pid)
+    return [parent, *parent.children(recursive=True)]
+
+
+def cpu_seconds(cfg: Config) -> float:
+    total = 0.0
+    for p in tree(cfg):
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
+
+
+def rss_mb(cfg: Config) -> float:
+    total = 0
+    for p in tree(cfg):
+        with contextlib.suppress(psutil.Error):
+            total += p.memory_info().rss
+    return total / 2**20
+
+
+def wrk(cfg: Config, bodies: Path, concurrency: int, seconds: int) -> dict[str, Any]:
+    threads = max(1, min(2, concurrency))
+    cmd = ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "10s",
+           "-s", str(BENCH / "wrk_bodies.lua"), f"http://127.0.0.1:{cfg.port}{cfg.path}",
+           "--", str(bodies), cfg.api_key]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True)
+    line = [x for x in out.stdout.splitlines() if x.startswith("{")][-1]
+    return dict(json.loads(line))
+
+
+def measure(cfg: Config, bodies: Path, concurrency: int, seconds: int,
+            warmup: int) -> dict[str, Any]:
+    wrk(cfg, bodies, concurrency, warmup)
+    cpu0 = cpu_seconds(cfg)
+    result = wrk(cfg, bodies, concurrency, seconds)
+    cpu = cpu_seconds(cfg) - cpu0
+    n = max(1, result["requests"])
+    items = 32 if cfg.bodies == "batch32" else 1
+    return {
+        "config": cfg.name,
+        "group": cfg.group,
+        "concurrency": concurrency,
+        "requests": result["requests"],
+        "rps": result["requests"] / (result["duration_us"] / 1e6),
+        "items_per_s": items * result["requests"] / (result["duration_us"] / 1e6),
+        "p50_ms": result["p50_us"] / 1000,
+        "p99_ms": result["p99_us"] / 1000,
+        "errors": result["status_errors"] + result["connect_errors"] + result["read_errors"]
+        + result["write_errors"] + result["timeouts"],
+        "cpu_ms_per_request": 1000 * cpu / n,
+        "rss_mb": rss_mb(cfg),
+    }
+
+
+def inprocess(have_onnx: bool, repeats: int) -> dict[str, Any]:
+    """Raw in-process throughput: the compute limit the served figures are compared with."""
+    sys.path.insert(0, str(ROOT / "src"))
+    from ml_prod_api.providers.onnx import OnnxProvider
+    from ml_prod_api.providers.sequence import Windows, pad_batch
+    from ml_prod_api.providers.tfidf import TfidfProvider
+
+    texts = sentences()
+    out: dict[str, Any] = {}
+
+    def rate(fn: Any, batch: int) -> float:
+        chunks = [texts[i : i + batch] for i in range(0, len(texts) - batch + 1, batch)]
+        best = 0.0
+        for _ in range(repeats):
+            t = time.perf_counter()
+            n = 0
+            for chunk in chunks:
+                fn(chunk)
+                n += len(chunk)
+            best = max(best, n / (time.perf_counter() - t))
+        return best
+
+    tfidf = TfidfProvider(ROOT / "models" / "tfidf")
+    tfidf.load()
+    out["tfidf"] = {str(b): rate(tfidf.predict_batch, b) for b in (1, 8, 32, 64)}
+    if have_onnx:
+        onnx = OnnxProvider(ROOT / "models" / "onnx")
+        onnx.load()
+
+        def unsorted(chunk: list[str]) -> None:
+            windows: Windows = onnx.preprocess(chunk)
+            ids, mask = pad_batch(windows.ids, onnx._pad)
+            feed = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in onnx._input_names:
+                feed["token_type_ids"] = ids * 0
+            onnx._session.run([onnx._output_name], feed)
+
+        out["onnx_unsorted"] = {str(b): rate(unsorted, b) for b in (1, 8, 32, 64)}
+        out["onnx_sorted"] = {str(b): rate(onnx.predict_batch, b) for b in (1, 8, 32, 64)}
+    return out
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    keys = {(r["config"], r["concurrency"]) for r in runs}
+    for name, c in sorted(keys, key=lambda k: (k[0], k[1])):
+        rs = [r for r in runs if r["config"] == name and r["concurrency"] == c]
+        items = [r["items_per_s"] for r in rs]
+        out.setdefault(name, {})[str(c)] = {
+            "rps": statistics.median(r["rps"] for r in rs),
+            "items_per_s": statistics.median(items),
+            "items_min": min(items),
+            "items_max": max(items),
+            "p50_ms": statistics.median(r["p50_ms"] for r in rs),
+            "p99_ms": statistics.median(r["p99_ms"] for r in rs),
+            "errors": sum(r["errors"] for r in rs),
+            "cpu_ms_per_request": statistics.median(r["cpu_ms_per_request"] for r in rs),
+            "rss_mb": max(r["rss_mb"] for r in rs),
+        }
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="c=32 only, one repetition")
+    parser.add_argument("--seconds", type=int, default=None, help="per measured run (wrk: whole s)")
+    parser.add_argument("--only", default="", help="comma-separated substrings of config names")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--no-inprocess", action="store_true", help="skip the in-process part")
+    args = parser.parse_args()
+    concurrencies = [32] if args.quick else [1, 8, 32, 64]
+    reps = 1 if args.quick else 3
+    seconds = args.seconds or 2
+    warmup = 1
+    have_onnx = (ROOT / "models" / "onnx" / "model.onnx").is_file()
+    cfgs = configs(have_onnx)
+    if args.only:
+        wanted = [w.strip() for w in args.only.split(",")]
+        cfgs = [c for c in cfgs if any(w in c.name for w in wanted)]
+    started = time.monotonic()
+    raw: dict[str, Any] = {}
+    if not args.no_inprocess:
+        print(f"in-process throughput ({'with' if have_onnx else 'without'} onnx)", flush=True)
+        raw = inprocess(have_onnx, repeats=1 if args.quick else 3)
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        bodies = write_bodies(Path(tmp))
+        try:
+            for cfg in cfgs:
+                start(cfg, Path(tmp))
+                print(f"started {cfg.name} in {cfg.cold_start_s:.2f} s", flush=True)
+            for rep in range(reps):
+                for c in concurrencies:
+                    for cfg in cfgs:
+                        if cfg.bodies == "batch32" and c not in (8, 32):
+                            continue  # 32 texts a request: two concurrencies are enough
+                        r = measure(cfg, bodies[cfg.bodies], c, seconds, warmup)
+                        r["rep"] = rep
+                        runs.append(r)
+                        print(f"rep {rep} c={c:<3} {cfg.name:<36} {r['items_per_s']:>9.0f} items/s "
+                              f"p50 {r['p50_ms']:7.2f} ms p99 {r['p99_ms']:7.2f} ms "
+                              f"err {r['errors']}", flush=True)
+        finally:
+            for cfg in cfgs:
+                stop(cfg)
+    result = {
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "wall_seconds": time.monotonic() - started,
+        "mode": "quick" if args.quick else "full",
+        "machine": machine(),
+        "seconds_per_run": seconds,
+        "repetitions": reps,
+        "concurrencies": concurrencies,
+        "cold_start_s": {c.name: c.cold_start_s for c in cfgs},
+        "inprocess_items_per_s": raw,
+        "runs": runs,
+        "summary": summarize(runs),
+    }
+    result["targets"] = targets(result)
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = args.out or RESULTS / f"{'quick' if args.quick else 'full'}-{stamp}.json"
+    out.write_text(json.dumps(result, indent=2))
+    print(f"wrote {out} in {result['wall_seconds']:.0f} s")
+    print(json.dumps(result["targets"], indent=2))
+    return 0
+
+
+def machine() -> dict[str, Any]:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    versions = {}
+    for module in ("fastapi", "starlette", "uvicorn", "pydantic", "sklearn", "onnxruntime",
+                   "litserve"):
+        with contextlib.suppress(Exception):
+            versions[module] = __import__(module).__version__
+    wrk_v = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "kernel": platform.release(), "versions": versions, "wrk": wrk_v}
+
+
+def targets(result: dict[str, Any]) -> dict[str, Any]:
+    s = result["summary"]
+
+    def at(name: str, c: int = 32, key: str = "items_per_s") -> float | None:
+        return s.get(name, {}).get(str(c), {}).get(key)
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 3) if a and b else None
+
+    raw = result["inprocess_items_per_s"]
+    out: dict[str, Any] = {
+        "tfidf_full_vs_litserve": ratio(at("ours tfidf, full stack"),
+                                        at("LitServe + tfidf (batch 16, 5 ms)")),
+        "tfidf_full_vs_naive": ratio(at("ours tfidf, full stack"), at("naive FastAPI + tfidf")),
+        "stub_full_vs_fastapi_min": ratio(at("ours stub, full stack"), at("FastAPI minimal")),
+        "tfidf_batching_on_vs_off": ratio(at("ours tfidf, bare"),
+                                          at("ours tfidf, batching off")),
+        "cold_start_s": {k: round(v, 3) for k, v in result["cold_start_s"].items() if v},
+        "rss_mb_after": {name: round(max(v["rss_mb"] for v in per.values()), 1)
+                         for name, per in s.items()},
+    }
+    if "onnx_sorted" in raw:
+        best_raw = max(max(raw["onnx_sorted"].values()), max(raw["onnx_unsorted"].values()))
+        out["onnx_served_vs_best_raw"] = ratio(at("ours onnx, bare"), best_raw)
+        out["onnx_full_served_vs_best_raw"] = ratio(at("ours onnx, full stack"), best_raw)
+        out["onnx_best_raw_items_per_s"] = round(best_raw, 1)
+        out["onnx_batching_on_vs_off"] = {
+            str(c): ratio(at("ours onnx, bare", c), at("ours onnx, batching off", c))
+            for c in result["concurrencies"]
+        }
+    out["tfidf_batching_on_vs_off_by_c"] = {
+        str(c): ratio(at("ours tfidf, bare", c), at("ours tfidf, batching off", c))
+        for c in result["concurrencies"]
+    }
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
