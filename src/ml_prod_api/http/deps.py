@@ -1,4 +1,8 @@
-"""Dependencies as `Annotated` aliases, so routes read as plain parameters."""
+"""Dependencies as `Annotated` aliases, so routes read as plain parameters.
+
+They are `async def` on purpose: FastAPI runs a plain `def` dependency in its thread pool, and
+three thread hops per request cost more than the whole stub prediction (py-spy, issue 8).
+"""
 
 from __future__ import annotations
 
@@ -11,17 +15,17 @@ from ml_prod_api.serving import InferenceService
 from ml_prod_api.settings import Settings
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _service(request: Request) -> InferenceService:
+async def _service(request: Request) -> InferenceService:
     service: InferenceService = request.app.state.service
     return service
 
 
-def _metrics(request: Request) -> Metrics:
+async def _metrics(request: Request) -> Metrics:
     metrics: Metrics = request.app.state.metrics
     return metrics
 
