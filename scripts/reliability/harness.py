@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-
 from scripts.reliability.loadgen import Request, Result, percentile
 from tests.servers import ROOT, LoggedServer, start_logged_server, stop_server
 
@@ -30,14 +29,15 @@ RESULTS_DIR = ROOT / "reliability-results"
 
 # A word list for synthetic comments: ordinary words, some insults, some noise, so the tfidf
 # model sees texts of realistic shape and length (tweets to paragraphs).
-_WORDS = (
+_WORD_LIST = (
     "the a to and of you i it is that in this for on my with be not are have just but so "
     "what all your at me do if like was can get they we no people one out about how when "
     "think good know time really would now more make go see want why there some he she love "
     "great thanks article page edit wikipedia talk please help source sources section delete "
     "stupid idiot hate awful moron dumb ugly loser trash pathetic shut up fuck shit damn "
     "lol omg u r ur im dont cant wont 2 4 !!! ?? ... :) http www com"
-).split()
+)
+_WORDS = _WORD_LIST.split()
 
 
 def make_texts(n: int, seed: int = 9) -> list[str]:
@@ -55,7 +55,9 @@ def single(text: str) -> Request:
 
 
 def batch(texts: Sequence[str]) -> Request:
-    return Request("POST", "/v1/predict_batch", json.dumps({"texts": list(texts)}).encode(), "batch")
+    return Request(
+        "POST", "/v1/predict_batch", json.dumps({"texts": list(texts)}).encode(), "batch"
+    )
 
 
 def get(path: str) -> Request:
@@ -102,7 +104,11 @@ class RunDir:
 
 @contextmanager
 def server(
-    run: RunDir, label: str, *, port: int | None = None, ready_timeout_s: float = 90.0,
+    run: RunDir,
+    label: str,
+    *,
+    port: int | None = None,
+    ready_timeout_s: float = 90.0,
     **settings: str,
 ) -> Iterator[LoggedServer]:
     srv = start_logged_server(run.log(label), port, **settings)
@@ -237,7 +243,10 @@ def parser(doc: str | None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a short version (seconds, not minutes)")
     p.add_argument(
-        "--out", type=Path, default=RESULTS_DIR, help="where the figures go as JSON (default: %(default)s)"
+        "--out",
+        type=Path,
+        default=RESULTS_DIR,
+        help="where the figures go as JSON (default: %(default)s)",
     )
     p.add_argument("--keep-logs", action="store_true", help="keep the servers' logs")
     return p
@@ -272,4 +281,6 @@ def print_header(title: str, settings: dict[str, str]) -> None:
     print(f"== {title}", flush=True)
     shown = ", ".join(f"{k}={v}" for k, v in settings.items())
     print(f"  settings: {shown}", flush=True)
-    print(f"  python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    print(
+        f"  python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}"
+    )

@@ -99,7 +99,9 @@ async def drill(port: int, seconds: float, factor: float, report: harness.Report
     accepted = [r for r in results if r.status == 200]
     refused = [r for r in results if r.status == 429]
     timeouts = [r for r in results if r.status == 503 and r.code == "timeout"]
-    other_5xx = [r for r in results if r.status >= 500 and not (r.status == 503 and r.code == "timeout")]
+    other_5xx = [
+        r for r in results if r.status >= 500 and not (r.status == 503 and r.code == "timeout")
+    ]
     net_errors = [r for r in results if r.error]
     report.figure("overload_run", harness.summarize(results))
     report.figure("accepted_rps", round(len(accepted) / seconds, 1))
@@ -107,8 +109,12 @@ async def drill(port: int, seconds: float, factor: float, report: harness.Report
     report.figure("deadline_503_rps", round(len(timeouts) / seconds, 1))
     acc_ms = [r.latency * 1000 for r in accepted]
     ref_ms = [r.latency * 1000 for r in refused]
-    report.figure("accepted_p50_p99_max_ms", [round(percentile(acc_ms, q), 1) for q in (50, 99, 100)])
-    report.figure("refused_p50_p99_max_ms", [round(percentile(ref_ms, q), 1) for q in (50, 99, 100)])
+    report.figure(
+        "accepted_p50_p99_max_ms", [round(percentile(acc_ms, q), 1) for q in (50, 99, 100)]
+    )
+    report.figure(
+        "refused_p50_p99_max_ms", [round(percentile(ref_ms, q), 1) for q in (50, 99, 100)]
+    )
     report.figure("unsent_client_at_max_conns", load.stats.unsent)
     report.figure("connections_opened", load.stats.connections_opened)
     report.figure("overload_wall_s", round(wall, 1))
@@ -121,23 +127,44 @@ async def drill(port: int, seconds: float, factor: float, report: harness.Report
     )
     report.figure("recovered_after_s", None if recovered_at is None else round(recovered_at, 2))
 
-    report.expect("the generator offered the load (no request left unsent)", load.stats.unsent == 0,
-                  f"{load.stats.unsent} unsent")
-    report.expect("excess refused with 429 overloaded", len(refused) > 0 and all(
-        r.code == "overloaded" for r in refused), f"{len(refused)} refusals")
+    report.expect(
+        "the generator offered the load (no request left unsent)",
+        load.stats.unsent == 0,
+        f"{load.stats.unsent} unsent",
+    )
+    report.expect(
+        "excess refused with 429 overloaded",
+        len(refused) > 0 and all(r.code == "overloaded" for r in refused),
+        f"{len(refused)} refusals",
+    )
     report.expect("every 429 carries Retry-After", all(r.retry_after for r in refused))
-    report.expect("no 5xx other than deadline 503s", not other_5xx,
-                  f"{len(other_5xx)}: {harness.summarize(other_5xx)['by_code']}")
-    report.expect("no connection errors", not net_errors,
-                  harness.summarize(net_errors)["errors"] if net_errors else "")
+    report.expect(
+        "no 5xx other than deadline 503s",
+        not other_5xx,
+        f"{len(other_5xx)}: {harness.summarize(other_5xx)['by_code']}",
+    )
+    report.expect(
+        "no connection errors",
+        not net_errors,
+        harness.summarize(net_errors)["errors"] if net_errors else "",
+    )
     deadline_ms = report.figures["settings"]["timeout_ms"]
     slowest = max((r.latency * 1000 for r in results if r.status), default=0.0)
-    report.expect("no answer later than the deadline (+250 ms of HTTP)",
-                  slowest <= deadline_ms + 250, f"slowest {slowest:.0f} ms, deadline {deadline_ms} ms")
-    report.expect("refusals are fast (p99 < 50 ms)", percentile(ref_ms, 99) < 50,
-                  f"p99 {percentile(ref_ms, 99):.1f} ms")
-    report.expect("normal latency within 2 s of the load stopping",
-                  recovered_at is not None and recovered_at <= 2.0, recovered_at)
+    report.expect(
+        "no answer later than the deadline (+250 ms of HTTP)",
+        slowest <= deadline_ms + 250,
+        f"slowest {slowest:.0f} ms, deadline {deadline_ms} ms",
+    )
+    report.expect(
+        "refusals are fast (p99 < 50 ms)",
+        percentile(ref_ms, 99) < 50,
+        f"p99 {percentile(ref_ms, 99):.1f} ms",
+    )
+    report.expect(
+        "normal latency within 2 s of the load stopping",
+        recovered_at is not None and recovered_at <= 2.0,
+        recovered_at,
+    )
 
 
 def _recovery(probes: list[tuple[float, float, int]], normal_ms: float) -> float | None:
@@ -182,11 +209,15 @@ def main(argv: list[str] | None = None) -> int:
         report.expect("onnx model present", False, "models/onnx/model.onnx not found")
         return report.finish(args.out)
     settings = settings_for(args)
-    harness.print_header(f"overload on {args.provider}: {args.factor}x capacity for {seconds:.0f} s",
-                         settings)
+    harness.print_header(
+        f"overload on {args.provider}: {args.factor}x capacity for {seconds:.0f} s", settings
+    )
     report.figures["settings"] = {
-        "provider": args.provider, "queue_max_items": args.queue_max_items,
-        "timeout_ms": args.timeout_ms, "seconds": seconds, "factor": args.factor,
+        "provider": args.provider,
+        "queue_max_items": args.queue_max_items,
+        "timeout_ms": args.timeout_ms,
+        "seconds": seconds,
+        "factor": args.factor,
     }
     run = harness.RunDir(name, args.keep_logs)
     with harness.server(run, "server", **settings) as srv:

@@ -83,8 +83,10 @@ async def one_round(srv: LoggedServer, load_s: float, report: harness.Report) ->
     refused = [r for r in after if r.error == REFUSED]
     stale = [r for r in load.stats.results if r.error == STALE]
     lost = [
-        r for r in load.stats.results
-        if (r.error in (LOST, TIMEOUT)) or (r.status and r.status != 200)
+        r
+        for r in load.stats.results
+        if (r.error in (LOST, TIMEOUT))
+        or (r.status and r.status != 200)
         or (r.error == STALE and r.request_id in seen_ids)
     ]
     first_503 = next((at for at, status in ready_seen if status == 503), None)
@@ -116,7 +118,9 @@ def _wait(srv: LoggedServer, timeout_s: float) -> int | None:
 
 def main(argv: list[str] | None = None) -> int:
     p = harness.parser(__doc__)
-    p.add_argument("--provider", default=None, help="tfidf (default) or stub (default when --quick)")
+    p.add_argument(
+        "--provider", default=None, help="tfidf (default) or stub (default when --quick)"
+    )
     p.add_argument("--rounds", type=int, default=None, help="5 (quick: 1)")
     args = p.parse_args(argv)
     provider = args.provider or ("stub" if args.quick else "tfidf")
@@ -143,16 +147,26 @@ def main(argv: list[str] | None = None) -> int:
         limit = GRACE_S + SHUTDOWN_TIMEOUT_S
         report.expect(f"round {i + 1}: no request lost", figures["lost"] == 0, figures["lost"])
         ready = figures["readyz_503_after_s"]
-        report.expect(f"round {i + 1}: /readyz 503 within 1 s", ready is not None and ready <= 1.0,
-                      ready)
+        report.expect(
+            f"round {i + 1}: /readyz 503 within 1 s", ready is not None and ready <= 1.0, ready
+        )
         report.expect(f"round {i + 1}: exit 0", figures["exit_code"] == 0, figures["exit_code"])
-        report.expect(f"round {i + 1}: exit within grace + shutdown timeout ({limit:.0f} s)",
-                      figures["exit_after_s"] <= limit, figures["exit_after_s"])
+        report.expect(
+            f"round {i + 1}: exit within grace + shutdown timeout ({limit:.0f} s)",
+            figures["exit_after_s"] <= limit,
+            figures["exit_after_s"],
+        )
         first = figures["first_refusal_after_s"]
-        report.expect(f"round {i + 1}: connections refused only after the grace period",
-                      first is None or first >= GRACE_S - 0.05, first)
-        report.expect(f"round {i + 1}: predictions served during the grace period",
-                      figures["served_after_sigterm"] > 0, figures["served_after_sigterm"])
+        report.expect(
+            f"round {i + 1}: connections refused only after the grace period",
+            first is None or first >= GRACE_S - 0.05,
+            first,
+        )
+        report.expect(
+            f"round {i + 1}: predictions served during the grace period",
+            figures["served_after_sigterm"] > 0,
+            figures["served_after_sigterm"],
+        )
     report.figure("total lost", sum(r["lost"] for r in all_rounds))
     report.figure("total closed before read", sum(r["closed_before_read"] for r in all_rounds))
     report.figure("total served after SIGTERM", sum(r["served_after_sigterm"] for r in all_rounds))
