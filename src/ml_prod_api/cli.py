@@ -39,6 +39,9 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds) or None,
         timeout_keep_alive=settings.timeout_keep_alive,
         server_header=False,
+        # X-Forwarded-For is handled in the app, from TRUSTED_PROXIES only; uvicorn's own
+        # middleware would trust 127.0.0.1 by default (and costs a pass per request).
+        proxy_headers=False,
     )
     with metrics_directory(workers):
         # Uvicorn re-raises the signal that stopped it once it has restored the previous

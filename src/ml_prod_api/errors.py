@@ -55,3 +55,9 @@ class ExplainNotSupported(ServiceError):
     """The configured provider cannot explain its scores."""
 
     code = "explain_not_supported"
+
+
+class CallerGone(ServiceError):
+    """The caller went away before its inference ran; its work was dropped."""
+
+    code = "client_closed_request"

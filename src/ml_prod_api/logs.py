@@ -12,7 +12,7 @@ import logging
 import sys
 from contextvars import ContextVar
 
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 
@@ -26,13 +26,14 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-def make_formatter() -> JsonFormatter:
-    return JsonFormatter(
+def make_formatter() -> OrjsonFormatter:
+    # python-json-logger's orjson flavour: the same records, several times cheaper to encode
+    # than the json module on the one-line-per-request path (issue 8).
+    return OrjsonFormatter(
         "{levelname}{name}{message}",
         style="{",
         rename_fields={"levelname": "level", "name": "logger"},
         timestamp="timestamp",  # ISO 8601, UTC, microseconds
-        json_ensure_ascii=False,
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -167,6 +168,7 @@ class Metrics:
             "Rate-limit checks that failed because the storage (Redis) was unavailable.",
             registry=r,
         )
+        self._request_children: dict[tuple[str, int], tuple[Any, Any]] = {}
         for reason in ("queue_full", "deadline", "cancelled"):
             self.rejected.labels(reason)
 
@@ -196,8 +198,17 @@ class Metrics:
 
     # --- called by the HTTP layer ------------------------------------------------------------
     def observe_request(self, route: str, status: int, seconds: float) -> None:
-        self.http_requests.labels(route, str(status)).inc()
-        self.http_latency.labels(route).observe(seconds)
+        # Label children are cached: `labels()` takes a lock and builds a key on every call.
+        key = (route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.http_requests.labels(route, str(status)),
+                self.http_latency.labels(route),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_predictions(self, provider: str, labels: list[str], lengths: list[int]) -> None:
         toxic = sum(1 for label in labels if label == "toxic")

@@ -12,10 +12,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ml_prod_api.errors import (
+    CallerGone,
     DeadlineExceeded,
     ExplainNotSupported,
     InferenceError,
@@ -29,6 +30,7 @@ log = logging.getLogger("ml_prod_api.http")
 
 # ServiceError subclass -> HTTP status. Extend here, nowhere else.
 STATUS_BY_ERROR: dict[type[ServiceError], int] = {
+    CallerGone: 499,  # nginx's "client closed request": logged and counted, read by nobody
     ModelNotReady: 503,
     Overloaded: 429,
     DeadlineExceeded: 503,
@@ -49,10 +51,6 @@ _HTTP_CODES = {
     500: "internal_error",
     503: "service_unavailable",
 }
-
-
-class ClientGone(Exception):
-    """The caller disconnected while its texts were queued or scored."""
 
 
 class ApiError(Exception):
@@ -234,13 +232,7 @@ async def _http_exception_handler(request: Request, exc: Exception) -> JSONRespo
     )
 
 
-async def _client_gone_handler(request: Request, exc: Exception) -> Response:
-    # Nobody reads this answer; the status shows up in the access log and metrics only.
-    return Response(status_code=499)
-
-
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ClientGone, _client_gone_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(ApiError, _api_error_handler)
     app.add_exception_handler(ServiceError, _service_error_handler)

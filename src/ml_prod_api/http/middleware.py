@@ -8,10 +8,11 @@ may quote input).
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +33,15 @@ error_log = logging.getLogger("ml_prod_api.http")
 _SANE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
 LOG_SCOPE_KEY = "ml_prod_api.log"
+
+# Generated ids: a random per-process prefix and a counter, unique across processes and
+# restarts like a UUID but without a urandom call per request (py-spy, issue 8).
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count()
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
 def request_log_fields(scope: Scope) -> dict[str, Any]:
@@ -77,7 +87,7 @@ class RequestContextMiddleware:
                     request_id = value.decode("ascii")
                 break
         if request_id is None:
-            request_id = uuid.uuid4().hex
+            request_id = new_request_id()
         token = request_id_var.set(request_id)
         header = (b"x-request-id", request_id.encode("ascii"))
         fields: dict[str, Any] = {}

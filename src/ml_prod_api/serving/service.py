@@ -17,10 +17,12 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from ml_prod_api.errors import (
+    CallerGone,
     DeadlineExceeded,
     InferenceError,
     ModelLoadError,
@@ -159,9 +161,18 @@ class InferenceService:
         return self._queued_items
 
     async def predict(
-        self, texts: Sequence[str], *, explain_top_k: int | None = None
+        self,
+        texts: Sequence[str],
+        *,
+        explain_top_k: int | None = None,
+        caller_gone: Callable[[], Awaitable[object]] | None = None,
     ) -> InferenceResult:
-        """Queue texts for the model and await their scores (input order kept)."""
+        """Queue texts for the model and await their scores (input order kept).
+
+        `caller_gone` makes an awaitable that completes when the caller is gone (the HTTP layer
+        passes one that waits for the client's disconnect): the job is then dropped before it
+        reaches the model, and `CallerGone` is raised.
+        """
         state = self._state
         # While draining, work is still accepted: the load balancer needs the grace period to
         # notice the failing readiness probe.
@@ -193,20 +204,40 @@ class InferenceService:
             self._queued_items += len(texts)
             self.stats.set_queue_depth(self._queued_items)
             self._cond.notify()
+        watcher = asyncio.ensure_future(caller_gone()) if caller_gone is not None else None
+        waiting: set[asyncio.Future[Any]] = (
+            {job.future}
+            if watcher is None
+            else {
+                job.future,
+                watcher,
+            }
+        )
         try:
-            scores, explanation = await asyncio.wait_for(
-                job.future, timeout=max(0.0, job.deadline - time.monotonic())
+            # One wait for the result, the deadline and the caller, without an extra task.
+            await asyncio.wait(
+                waiting,
+                timeout=max(0.0, job.deadline - time.monotonic()),
+                return_when=asyncio.FIRST_COMPLETED,
             )
-        except TimeoutError:
+        except asyncio.CancelledError:
+            job.cancelled = True  # the request task was cancelled: the thread skips this job
+            self.stats.rejected_count("cancelled")
+            raise
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+        if not job.future.done():
             job.cancelled = True
+            job.future.cancel()
+            if watcher is not None and watcher.done() and not watcher.cancelled():
+                self.stats.rejected_count("cancelled")
+                raise CallerGone("the caller went away")
             self.stats.rejected_count("deadline")
             raise DeadlineExceeded(
                 f"inference did not finish within {self.request_timeout_s * 1000:.0f} ms"
-            ) from None
-        except asyncio.CancelledError:
-            job.cancelled = True  # the caller went away: the thread skips this job
-            self.stats.rejected_count("cancelled")
-            raise
+            )
+        scores, explanation = job.future.result()
         return InferenceResult(scores, explanation, job.started_at - job.enqueued_at, job.compute_s)
 
     def _estimated_drain_s(self) -> float:
