@@ -90,6 +90,8 @@ class RateLimiter:
     async def check(self, caller: str, cost: int) -> Decision:
         items = self.overrides.get(caller, self.default)
         try:
+            if self._pool is None:  # in-process storage: nothing to wait for
+                return await self._check(items, caller, cost)
             async with asyncio.timeout(self.timeout_s * 2):
                 return await self._check(items, caller, cost)
         except ApiError:
