@@ -6,21 +6,26 @@ BIN := $(VENV)/bin
 HOST ?= 0.0.0.0
 PORT ?= 8000
 
-.PHONY: run test install install-dev services lint typecheck pytest clean
+.PHONY: run test install install-dev install-transformer services lint typecheck pytest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Stamp files re-run an install only when its requirements file changed.
-$(VENV)/.runtime-installed: requirements.txt pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements.txt
+# The runtime serves tfidf and onnx (as the default container image does); torch only comes with
+# the dev install (tests) or `make install-transformer`.
+$(VENV)/.runtime-installed: requirements.txt requirements-onnx.txt pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-onnx.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
-$(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.runtime-installed
+$(VENV)/.dev-installed: requirements-dev.txt requirements-transformer.txt $(VENV)/.runtime-installed
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
+
+install-transformer: $(VENV)/.runtime-installed
+	$(BIN)/pip install --quiet -r requirements-transformer.txt
 
 install: $(VENV)/.runtime-installed
 install-dev: $(VENV)/.dev-installed
