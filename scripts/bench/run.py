@@ -251,7 +251,7 @@ def inprocess(have_onnx: bool, repeats: int) -> dict[str, Any]:
 
         def unsorted(chunk: list[str]) -> None:
             windows: Windows = onnx.preprocess(chunk)
-            ids, mask = pad_batch(windows.ids, onnx._pad)
+            ids, mask = pad_batch(windows.ids, onnx.pad_id)
             feed = {"input_ids": ids, "attention_mask": mask}
             if "token_type_ids" in onnx._input_names:
                 feed["token_type_ids"] = ids * 0

@@ -18,10 +18,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ml_prod_api.http.errors import error_body
+from ml_prod_api.http.errors import send_error
 
 log = logging.getLogger("ml_prod_api.auth")
 
@@ -131,19 +130,13 @@ class ApiKeyGuard:
             return
         caller = self.store.identify(presented_key(scope))
         if caller is None:
-            body = orjson.dumps(error_body("unauthorized", _UNAUTHORIZED))
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 401,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"www-authenticate", b'Bearer realm="ml-prod-api"'),
-                    ],
-                }
+            await send_error(
+                send,
+                401,
+                "unauthorized",
+                _UNAUTHORIZED,
+                [(b"www-authenticate", b'Bearer realm="ml-prod-api"')],
             )
-            await send({"type": "http.response.body", "body": body})
             return
         scope[CALLER_SCOPE_KEY] = caller
         await self.app(scope, receive, send)

@@ -16,12 +16,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ml_prod_api.http.errors import error_body
+from ml_prod_api.http.errors import send_error
 from ml_prod_api.logs import request_id_var
 from ml_prod_api.metrics import UNMATCHED_ROUTE, Metrics
 
@@ -113,18 +112,7 @@ class RequestContextMiddleware:
                 extra={"error_type": type(exc).__name__, "event": "unhandled_exception"},
             )
             if not response_started:
-                body = orjson.dumps(error_body("internal_error", "internal server error"))
-                await send_wrapper(
-                    {
-                        "type": "http.response.start",
-                        "status": 500,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+                await send_error(send_wrapper, 500, "internal_error", "internal server error")
         finally:
             elapsed = time.perf_counter() - started
             self.metrics.in_flight.dec()
@@ -198,22 +186,11 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
     async def _refuse(self, scope: Scope, send: Send) -> None:
-        body = orjson.dumps(
-            error_body(
-                "payload_too_large",
-                f"request body exceeds the limit of {self.limit} bytes (MAX_BODY_BYTES)",
-            )
+        # Close the connection: the unread body would otherwise be parsed as the next request.
+        await send_error(
+            send,
+            413,
+            "payload_too_large",
+            f"request body exceeds the limit of {self.limit} bytes (MAX_BODY_BYTES)",
+            [(b"connection", b"close")],
         )
-        # The unread body would otherwise be parsed as the next request on this connection.
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})

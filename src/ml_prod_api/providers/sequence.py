@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 
 from ml_prod_api.errors import ModelLoadError
-from ml_prod_api.providers.base import Score
+from ml_prod_api.providers.base import Provider, ProviderInfo, Score
 
 CONFIG_FILE = "config.json"
 METADATA_FILE = "metadata.json"
+DEFAULT_MAX_LENGTH = 128
 # Label names taken to mean "toxic" when TOXIC_LABEL is not set, in order of preference.
 TOXIC_NAMES = ("toxic", "toxicity", "offensive", "off", "abusive", "hate", "label_1")
 
@@ -209,3 +210,127 @@ def pad_batch(windows: Sequence[list[int]], pad_id: int) -> tuple[np.ndarray, np
         input_ids[row, : len(window)] = window
         mask[row, : len(window)] = 1
     return input_ids, mask
+
+
+def resolve_max_length(
+    setting: int | None, metadata: dict[str, Any], config: dict[str, Any]
+) -> int:
+    """The window: the setting, else the length the model was trained with, else its limit."""
+    if setting is not None:
+        return setting
+    trained = metadata.get("max_length")
+    if isinstance(trained, int) and trained > 0:
+        return trained
+    positions = config.get("max_position_embeddings")
+    if isinstance(positions, int) and positions > 0:
+        return min(positions, DEFAULT_MAX_LENGTH)
+    return DEFAULT_MAX_LENGTH
+
+
+class WindowedClassifier(Provider):
+    """A sequence classifier over token windows; subclasses bring a tokenizer and a forward.
+
+    Pre-processing (`token_ids` then windows), forward (`forward_chunk` over length-grouped
+    chunks) and post-processing (softmax or sigmoid, most toxic window) are separate steps.
+    """
+
+    name = "windowed"
+    version_prefix = "model"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        toxic_label: str | None = None,
+        max_length: int | None = None,
+        stride: int = 32,
+        forward_batch_size: int = 32,
+        version: str | None = None,
+    ) -> None:
+        self.path = path
+        self._toxic_label = toxic_label
+        self._max_length_setting = max_length
+        self.stride = stride
+        self.forward_batch_size = forward_batch_size
+        self._version_override = version
+        self._version = "unloaded"
+        self._threshold: float | None = None
+        self.max_length = DEFAULT_MAX_LENGTH
+        self.labels: LabelMap | None = None
+        self.cls_id: int | None = None
+        self.sep_id: int | None = None
+        self.pad_id = 0
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    @property
+    def default_threshold(self) -> float | None:
+        return self._threshold
+
+    # --- to implement -------------------------------------------------------------------------
+    def weights_file(self) -> Path:
+        """The file that holds the weights (checked before anything heavy is imported)."""
+        raise NotImplementedError
+
+    def load_backend(self) -> None:
+        """Load the tokenizer and the model; set cls_id, sep_id and pad_id."""
+        raise NotImplementedError
+
+    def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Each text's content token ids, without special tokens."""
+        raise NotImplementedError
+
+    def forward_chunk(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Logits for one padded chunk of windows."""
+        raise NotImplementedError
+
+    # --- shared -------------------------------------------------------------------------------
+    def load(self) -> None:
+        if not self.path.is_dir():
+            raise ModelLoadError(f"model folder not found: {self.path}")
+        weights = self.weights_file()
+        config = read_json(self.path / CONFIG_FILE, "model config")
+        metadata = read_metadata(self.path)
+        self.labels = LabelMap.from_config(config, self._toxic_label)
+        self.max_length = resolve_max_length(self._max_length_setting, metadata, config)
+        if self.stride >= self.max_length - 2:
+            raise ModelLoadError(
+                f"WINDOW_STRIDE={self.stride} must be smaller than the window "
+                f"({self.max_length} tokens) minus 2"
+            )
+        self.load_backend()
+        self._threshold = metadata.get("threshold")
+        self._version = (
+            self._version_override
+            or metadata.get("model_version")
+            or file_version(weights, self.version_prefix)
+        )
+
+    def preprocess(self, texts: Sequence[str]) -> Windows:
+        return Windows.build(
+            self.token_ids(texts), self.max_length, self.stride, self.cls_id, self.sep_id
+        )
+
+    def forward(self, windows: Windows) -> np.ndarray:
+        assert self.labels is not None
+        logits = np.zeros((len(windows.ids), len(self.labels.names)), dtype=np.float32)
+        for chunk in windows.length_sorted_chunks(self.forward_batch_size):
+            input_ids, mask = pad_batch([windows.ids[i] for i in chunk], self.pad_id)
+            logits[chunk] = self.forward_chunk(input_ids, mask)
+        return logits
+
+    def postprocess(self, logits: np.ndarray, windows: Windows, n_texts: int) -> list[Score]:
+        assert self.labels is not None
+        probs = probabilities(logits, self.labels.multi_label)
+        return scores_from_windows(probs, windows.owner, n_texts, self.labels)
+
+    def predict_batch(self, texts: Sequence[str]) -> list[Score]:
+        windows = self.preprocess(texts)
+        return self.postprocess(self.forward(windows), windows, len(texts))
+
+    def info(self) -> ProviderInfo:
+        info = super().info()
+        info.details = {"max_length": self.max_length, "stride": self.stride}
+        return info
