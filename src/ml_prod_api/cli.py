@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import shutil
 import signal
@@ -36,7 +37,9 @@ def _serve(args: argparse.Namespace) -> int:
         workers=workers,
         log_config=None,  # the app configures JSON logging for uvicorn's loggers too
         access_log=False,  # our middleware writes the access line
-        timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds) or None,
+        # Rounded up, never to None: uvicorn reads None as "wait for in-flight requests forever",
+        # so `int(0.5) or None` let one slow client hold the drain for good (issue 9).
+        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_seconds),
         timeout_keep_alive=settings.timeout_keep_alive,
         server_header=False,
         # X-Forwarded-For is handled in the app, from TRUSTED_PROXIES only; uvicorn's own

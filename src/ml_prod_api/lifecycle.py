@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from types import FrameType
@@ -68,6 +69,23 @@ def install_drain_handler(
     return undo
 
 
+def stop_timeout(service: InferenceService, settings: Settings) -> float:
+    """How long to wait for the model thread: what is left of the drain's budget.
+
+    After SIGTERM the whole shutdown gets DRAIN_GRACE_SECONDS + SHUTDOWN_TIMEOUT_SECONDS, and the
+    server may already have spent most of it waiting for in-flight requests; a hung model call
+    must not get the full SHUTDOWN_TIMEOUT_SECONDS again on top (issue 9: 33 s with the
+    defaults, past the 30 s after which Kubernetes kills the pod).
+    """
+    timeout = settings.shutdown_timeout_seconds
+    if service.drain_started_at is None:
+        return timeout
+    budget_end = (
+        service.drain_started_at + settings.drain_grace_seconds + settings.shutdown_timeout_seconds
+    )
+    return max(0.0, min(timeout, budget_end - time.monotonic()))
+
+
 def make_lifespan(settings: Settings) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -86,7 +104,7 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], Any]:
         finally:
             undo()
             stopped = await asyncio.get_running_loop().run_in_executor(
-                None, service.stop, settings.shutdown_timeout_seconds
+                None, service.stop, stop_timeout(service, settings)
             )
             app.state.metrics.close()
             if app.state.rate_limiter is not None:

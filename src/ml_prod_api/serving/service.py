@@ -111,6 +111,8 @@ class InferenceService:
         self._state = Readiness(ReadyState.LOADING)
         self._loaded = threading.Event()
         self._load_ok = False
+        # time.monotonic() of the first begin_drain(): the shutdown budget counts from there.
+        self.drain_started_at: float | None = None
         # Items per second the model thread has been finishing (EWMA), for Retry-After.
         self._throughput = 0.0
 
@@ -135,6 +137,8 @@ class InferenceService:
 
     def begin_drain(self) -> None:
         """Readiness turns 503 so the load balancer stops sending; queued work still runs."""
+        if self.drain_started_at is None:
+            self.drain_started_at = time.monotonic()
         if self._state.state in (ReadyState.READY, ReadyState.LOADING):
             self._set_state(Readiness(ReadyState.DRAINING))
 
@@ -330,8 +334,10 @@ class InferenceService:
                 continue
             live.append(job)
             self.stats.observe_queue_wait(now - job.enqueued_at)
-        if not live:
-            return
+        if live:
+            self._score(live, now)
+
+    def _score(self, live: list[_Job], now: float) -> None:
         provider = self._provider
         assert provider is not None
         texts: list[str] = [text for job in live for text in job.texts]
@@ -341,18 +347,30 @@ class InferenceService:
             if len(scores) != len(texts):
                 raise RuntimeError(f"provider returned {len(scores)} scores for {len(texts)} texts")
         except Exception as exc:
-            # Only this batch fails; the exception text may quote input, so log its type only.
+            # The exception text may quote input, so log its type only.
             log.error(
                 "inference failed",
                 extra={
                     "event": "inference_error",
                     "error_type": type(exc).__name__,
                     "batch_size": len(texts),
+                    "requests": len(live),
                 },
             )
             self.stats.inference_failed(provider.name)
+            if len(live) == 1:
+                self._resolve(live[0], exc=InferenceError("the model failed to score this request"))
+                return
+            # Requests gathered into one call must not fail for another's input (issue 9: one
+            # poisoned text failed every request it shared a call with): score each on its own.
             for job in live:
-                self._resolve(job, exc=InferenceError("the model failed to score this request"))
+                if job.cancelled or job.future.cancelled():
+                    continue
+                if job.deadline <= time.monotonic():
+                    job.cancelled = True
+                    self._resolve(job, exc=DeadlineExceeded("deadline passed while retried"))
+                    continue
+                self._score([job], now)
             return
         elapsed = time.perf_counter() - started
         self.stats.observe_inference(provider.name, elapsed, len(texts))

@@ -1,0 +1,358 @@
+"""Short versions of the reliability drills (issue 9): overload, graceful shutdown, bad artifacts,
+provider faults, each on a real server process over loopback. They assert behaviour (status codes,
+readiness, exit codes, no lost request), never timing; the long versions with their figures are
+`python -m scripts.reliability.run_all` (RELIABILITY.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from ml_prod_api.errors import InferenceError
+from ml_prod_api.providers.base import Provider, Score
+from ml_prod_api.serving import InferenceService, ReadyState
+from tests.servers import ROOT, LoggedServer, run_logged_server
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+FAULTS = str(ROOT / "tests" / "faultinject")
+
+
+def _post(url: str, text: str, timeout: float = 30) -> httpx2.Response:
+    return httpx2.post(url + "/v1/predict", json={"text": text}, timeout=timeout)
+
+
+def _records(server: LoggedServer, event: str) -> list[dict[str, object]]:
+    return [r for r in server.log_records() if r.get("event") == event]
+
+
+# --- 1. overload -------------------------------------------------------------------------------
+def test_overload_refuses_the_excess_with_429_and_keeps_serving(tmp_path: Path) -> None:
+    # A slow model (50 ms a call, 2 texts a call) behind a queue of 4 texts, offered 24 requests
+    # at once: some are served, the rest refused at once with the envelope and Retry-After.
+    settings = {"STUB_DELAY_MS": "50", "BATCH_MAX_SIZE": "2", "QUEUE_MAX_ITEMS": "4"}
+    with run_logged_server(tmp_path / "server.log", **settings) as server:
+        server.wait_ready(timeout_s=60)
+        answers: list[httpx2.Response] = []
+        lock = threading.Lock()
+
+        def call(i: int) -> None:
+            r = _post(server.url, f"text {i}")
+            with lock:
+                answers.append(r)
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(24)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        statuses = sorted(r.status_code for r in answers)
+        assert len(answers) == 24
+        assert set(statuses) <= {200, 429}, statuses
+        assert 200 in statuses and 429 in statuses, statuses
+        for r in answers:
+            if r.status_code == 429:
+                assert r.json()["error"]["code"] == "overloaded"
+                assert int(r.headers["retry-after"]) >= 1
+        # Back to normal afterwards.
+        assert _post(server.url, "after the burst").status_code == 200
+        assert httpx2.get(server.url + "/readyz").status_code == 200
+
+
+# --- 2. graceful shutdown under load -----------------------------------------------------------
+def test_sigterm_under_load_loses_no_request_and_exits_0(tmp_path: Path) -> None:
+    settings = {"STUB_DELAY_MS": "5", "DRAIN_GRACE_SECONDS": "1", "SHUTDOWN_TIMEOUT_SECONDS": "10"}
+    with run_logged_server(tmp_path / "server.log", **settings) as server:
+        server.wait_ready(timeout_s=60)
+        stop = threading.Event()
+        outcomes: list[str] = []
+        lock = threading.Lock()
+
+        def load(worker: int) -> None:
+            # One connection per request: a request is either refused at connect (the port is
+            # closed: clean) or it must be answered 200.
+            i = 0
+            while not stop.is_set():
+                try:
+                    with httpx2.Client(timeout=30) as c:
+                        r = c.post(server.url + "/v1/predict", json={"text": f"w{worker} {i}"})
+                    outcome = str(r.status_code)
+                except httpx2.ConnectError:
+                    outcome = "refused"
+                    time.sleep(0.01)
+                except httpx2.TransportError as exc:
+                    outcome = f"lost: {type(exc).__name__}"
+                with lock:
+                    outcomes.append(outcome)
+                i += 1
+
+        workers = [threading.Thread(target=load, args=(w,)) for w in range(6)]
+        for t in workers:
+            t.start()
+        while len(outcomes) < 30:  # load is running
+            time.sleep(0.01)
+        before = len(outcomes)
+        server.proc.send_signal(signal.SIGTERM)
+        ready = httpx2.get(server.url + "/readyz", timeout=5)
+        assert ready.status_code == 503
+        assert ready.json()["status"] == "draining"
+        code = server.proc.wait(60)
+        time.sleep(0.2)
+        stop.set()
+        for t in workers:
+            t.join(60)
+    assert code == 0
+    assert set(outcomes) <= {"200", "refused"}, {o for o in outcomes if o not in ("200", "refused")}
+    assert outcomes.count("200") > before  # predictions were served during the grace period
+    assert "refused" in outcomes  # and new connections were refused once the socket closed
+    assert len(_records(server, "drain_started")) == 1
+
+
+def test_a_slow_client_does_not_hold_a_sub_second_shutdown_forever(tmp_path: Path) -> None:
+    # SHUTDOWN_TIMEOUT_SECONDS=0.5 was passed to uvicorn as int(0.5) or None = None, which means
+    # "wait for in-flight requests forever": a client that never finishes its body then held the
+    # process up for good.
+    settings = {"DRAIN_GRACE_SECONDS": "0", "SHUTDOWN_TIMEOUT_SECONDS": "0.5"}
+    with run_logged_server(tmp_path / "server.log", **settings) as server:
+        server.wait_ready(timeout_s=60)
+        with socket.create_connection(("127.0.0.1", server.port)) as slow:
+            slow.sendall(
+                b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 100\r\n\r\n{\"text\": "
+            )
+            time.sleep(0.3)  # the request is in flight, waiting for the rest of its body
+            server.proc.send_signal(signal.SIGTERM)
+            code = server.proc.wait(30)
+    assert code == 0
+
+
+# --- 5. bad artifacts --------------------------------------------------------------------------
+def _good_tfidf_metadata(folder: Path, model: bytes) -> None:
+    import hashlib
+
+    import sklearn
+
+    metadata = {
+        "sklearn_version": sklearn.__version__,
+        "artifact": {"sha256": hashlib.sha256(model).hexdigest()},
+    }
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+
+
+def _bad_artifact(kind: str, root: Path) -> tuple[str, Path, str]:
+    """(provider, MODEL_PATH, words the reason must contain)."""
+    folder = root / kind
+    folder.mkdir()
+    if kind == "missing_model_file":
+        _good_tfidf_metadata(folder, b"")
+        return "tfidf", folder, "model file not found"
+    if kind == "truncated_model_file":
+        payload = b"\x80\x04\x95" + b"\x00" * 40  # a pickle cut off after its header
+        (folder / "model.joblib").write_bytes(payload)
+        _good_tfidf_metadata(folder, payload)
+        return "tfidf", folder, "could not be loaded"
+    if kind == "other_sklearn_version":
+        payload = b"not read: the version is checked first"
+        (folder / "model.joblib").write_bytes(payload)
+        _good_tfidf_metadata(folder, payload)
+        metadata = json.loads((folder / "metadata.json").read_text())
+        metadata["sklearn_version"] = "1.0.2"
+        (folder / "metadata.json").write_text(json.dumps(metadata))
+        return "tfidf", folder, "scikit-learn 1.0.2"
+    if kind == "tokenizer_without_model":
+        _tokenizer_files(folder)
+        return "onnx", folder, "ONNX model not found"
+    if kind == "onnx_file_not_onnx":
+        _tokenizer_files(folder)
+        (folder / "model.onnx").write_bytes(b"this is not a protobuf\n" * 50)
+        return "onnx", folder, "not a loadable ONNX model"
+    raise AssertionError(kind)
+
+
+def _tokenizer_files(folder: Path) -> None:
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Whitespace
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "hello": 4, "world": 5}
+    tokenizer = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = Whitespace()  # type: ignore[assignment]
+    tokenizer.save(str(folder / "tokenizer.json"))
+    (folder / "config.json").write_text(
+        json.dumps({"id2label": {"0": "non-toxic", "1": "toxic"}, "max_position_embeddings": 64})
+    )
+    (folder / "metadata.json").write_text(json.dumps({"max_seq_length": 64}))
+
+
+BAD_ARTIFACTS = [
+    "missing_model_file",
+    "truncated_model_file",
+    "other_sklearn_version",
+    "tokenizer_without_model",
+    "onnx_file_not_onnx",
+]
+
+
+@pytest.mark.parametrize("kind", BAD_ARTIFACTS)
+def test_bad_artifact_keeps_the_process_up_and_says_why(kind: str, tmp_path: Path) -> None:
+    provider, path, reason = _bad_artifact(kind, tmp_path)
+    settings = {"MODEL_PROVIDER": provider, "MODEL_PATH": str(path)}
+    with run_logged_server(tmp_path / "server.log", **settings) as server:
+        deadline = time.monotonic() + 60
+        while True:  # until loading has finished, one way or the other
+            assert server.proc.poll() is None, server.output()
+            try:
+                ready = httpx2.get(server.url + "/readyz", timeout=2)
+                if ready.json()["status"] != "loading":
+                    break
+            except httpx2.TransportError:
+                pass
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert ready.status_code == 503
+        assert ready.json()["status"].startswith("failed: ")
+        assert reason in ready.json()["status"]
+        assert httpx2.get(server.url + "/healthz").status_code == 200
+        r = _post(server.url, "hello world")
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "model_not_ready"
+        failures = _records(server, "model_load_failed")
+        assert len(failures) == 1
+        assert reason in str(failures[0]["message"])
+        assert server.proc.poll() is None
+    with run_logged_server(
+        tmp_path / "fail-fast.log", STARTUP_FAIL_FAST="true", **settings
+    ) as server:
+        code = server.proc.wait(60)
+        fast = _records(server, "model_load_failed")
+    assert code != 0
+    assert len(fast) == 1
+    assert fast[0]["message"] == failures[0]["message"]
+
+
+# --- 6. provider faults ------------------------------------------------------------------------
+class PoisonProvider(Provider):
+    """Raises when any text in the call contains "poison"; can hold the model thread on a gate."""
+
+    name = "poison"
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+        self.calls: list[list[str]] = []
+
+    @property
+    def version(self) -> str:
+        return "poison-1"
+
+    def load(self) -> None:
+        pass
+
+    def predict_batch(self, texts: Sequence[str]) -> list[Score]:
+        self.entered.set()
+        self.gate.wait(10)
+        self.calls.append(list(texts))
+        if any("poison" in t for t in texts):
+            raise ValueError("poisoned")
+        return [Score(probability_toxic=0.25) for _ in texts]
+
+
+def test_a_poisoned_text_fails_only_its_own_request() -> None:
+    provider = PoisonProvider()
+
+    async def scenario() -> None:
+        service = InferenceService(lambda: provider, batch_max_size=64)
+        service.start()
+        assert (await service.wait_loaded()).state is ReadyState.READY
+        provider.gate.clear()
+        provider.entered.clear()
+        blocker = asyncio.ensure_future(service.predict(["blocker"]))
+        assert await asyncio.get_running_loop().run_in_executor(None, provider.entered.wait, 5)
+        # Queued behind the blocked call, so the next call gathers all three.
+        jobs = [
+            asyncio.ensure_future(service.predict(texts))
+            for texts in (["fine one"], ["poison here"], ["fine two", "fine three"])
+        ]
+        while service.queued_items < 4:
+            await asyncio.sleep(0.001)
+        provider.gate.set()
+        await blocker
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        assert isinstance(results[1], InferenceError)
+        assert not isinstance(results[0], BaseException)
+        assert not isinstance(results[2], BaseException)
+        assert [s.probability_toxic for s in results[2].scores] == [0.25, 0.25]
+        assert ["fine one", "poison here", "fine two", "fine three"] in provider.calls
+        service.stop()
+
+    asyncio.run(scenario())
+
+
+def test_provider_faults_on_a_real_server(tmp_path: Path) -> None:
+    settings = {
+        "STUB_FAIL_MARKER": "@@poison@@",
+        "PYTHONPATH": FAULTS,
+        "RELIABILITY_HANG_MARKER": "@@hang@@",
+        "RELIABILITY_HANG_SECONDS": "600",
+        "REQUEST_TIMEOUT_MS": "1000",
+        "DRAIN_GRACE_SECONDS": "0",
+        "SHUTDOWN_TIMEOUT_SECONDS": "2",
+    }
+    with run_logged_server(tmp_path / "server.log", **settings) as server:
+        server.wait_ready(timeout_s=60)
+        r = _post(server.url, "@@poison@@ breaks the model")
+        assert r.status_code == 500
+        assert r.json()["error"]["code"] == "inference_error"
+        assert "poison" not in r.text
+        assert _post(server.url, "the next one is fine").status_code == 200
+        # A call that hangs for good: its request is answered at the deadline, liveness stays
+        # up, and shutdown does not wait for the call.
+        hung = _post(server.url, "@@hang@@ never returns")
+        assert hung.status_code == 503
+        assert hung.json()["error"]["code"] == "timeout"
+        assert httpx2.get(server.url + "/healthz").status_code == 200
+        server.proc.send_signal(signal.SIGTERM)
+        code = server.proc.wait(60)
+        stopped = _records(server, "shutdown")
+    assert code == 0
+    assert stopped and stopped[-1]["clean"] is False  # the hung thread was abandoned
+
+
+
+def test_a_hung_model_call_does_not_stretch_shutdown_past_its_budget(tmp_path: Path) -> None:
+    # SIGTERM with a request in flight on a model call that never returns: uvicorn waits for the
+    # request (answered 503 timeout at its deadline), then the lifespan waits for the model thread.
+    # That second wait used the whole SHUTDOWN_TIMEOUT_SECONDS again, so the process took
+    # grace + deadline + SHUTDOWN_TIMEOUT_SECONDS (33 s with the defaults, past Kubernetes' 30 s).
+    settings = {
+        "PYTHONPATH": FAULTS,
+        "RELIABILITY_HANG_MARKER": "@@hang@@",
+        "RELIABILITY_HANG_SECONDS": "600",
+        "REQUEST_TIMEOUT_MS": "4000",
+        "DRAIN_GRACE_SECONDS": "0",
+        "SHUTDOWN_TIMEOUT_SECONDS": "4",
+    }
+    with run_logged_server(tmp_path / "server.log", **settings) as server:
+        server.wait_ready(timeout_s=60)
+        answers: list[httpx2.Response] = []
+        caller = threading.Thread(target=lambda: answers.append(_post(server.url, "@@hang@@")))
+        caller.start()
+        time.sleep(0.5)  # in flight, inside the hung call
+        server.proc.send_signal(signal.SIGTERM)
+        # The configured budget is grace + SHUTDOWN_TIMEOUT_SECONDS = 4 s; 2.5 s of slack.
+        code = server.proc.wait(6.5)
+        caller.join(30)
+    assert code == 0
+    assert [r.status_code for r in answers] == [503]
+    assert answers[0].json()["error"]["code"] == "timeout"
