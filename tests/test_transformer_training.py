@@ -1,0 +1,370 @@
+"""Training and export of the transformer models (issue 4), on tiny random-weight encoders.
+
+The encoders are built from a config in a fixture (BERT and DistilBERT, a few thousand
+parameters, a small word-piece vocabulary written here), so nothing is downloaded and no
+`../shared/data` is needed; the end-to-end test trains on the licensed fixture sample.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip(
+    "torch", reason="torch is not installed (pip install -r requirements-transformer.txt)"
+)
+transformers = pytest.importorskip(
+    "transformers", reason="transformers is not installed (requirements-transformer.txt)"
+)
+ort = pytest.importorskip(
+    "onnxruntime", reason="onnxruntime is not installed (requirements-transformer.txt)"
+)
+pytest.importorskip("onnx", reason="onnx is not installed (pip install -r requirements-train.txt)")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT / "training"))
+
+import export_onnx  # noqa: E402
+import train_transformer  # noqa: E402
+from evaluate_transformer import OnnxScorer, TorchScorer  # noqa: E402
+
+FIXTURE_DATA = REPO_ROOT / "tests" / "fixtures" / "training"
+
+# The exporters and onnxruntime's quantiser warn about things outside our control (deprecations
+# in torch.onnx's TorchScript path, graph-optimiser advice); they are not failures here.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::DeprecationWarning", "ignore::FutureWarning", "ignore::UserWarning"
+)
+
+WORDS = [
+    "you",
+    "are",
+    "an",
+    "idiot",
+    "stupid",
+    "hate",
+    "love",
+    "great",
+    "day",
+    "the",
+    "a",
+    "is",
+    "this",
+    "not",
+    "so",
+    "what",
+    "go",
+    "home",
+    "and",
+    "of",
+    "to",
+    "in",
+    "it",
+    "for",
+    "on",
+    "with",
+    "my",
+    "your",
+    "he",
+    "she",
+    "they",
+    "we",
+    "i",
+    "me",
+    "him",
+    "her",
+    "user",
+    "url",
+    "rt",
+    "lol",
+    "shit",
+    "fuck",
+    "bitch",
+    "good",
+]
+
+
+def vocabulary() -> dict[str, int]:
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokens += list(string.ascii_lowercase + string.digits + string.punctuation)
+    tokens += ["##" + c for c in string.ascii_lowercase + string.digits]
+    tokens += [w for w in WORDS if w not in tokens]
+    return {token: i for i, token in enumerate(tokens)}
+
+
+def make_checkpoint(folder: Path, architecture: str = "bert", seed: int = 0) -> Path:
+    """A random-weight encoder with a 2-way head and a real word-piece tokenizer."""
+    vocab = vocabulary()
+    labels: dict[str, Any] = {
+        "id2label": train_transformer.ID2LABEL,
+        "label2id": train_transformer.LABEL2ID,
+    }
+    torch.manual_seed(seed)
+    if architecture == "bert":
+        config = transformers.BertConfig(
+            vocab_size=len(vocab),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+            **labels,
+        )
+        model = transformers.BertForSequenceClassification(config)
+    else:
+        config = transformers.DistilBertConfig(
+            vocab_size=len(vocab),
+            dim=32,
+            n_layers=2,
+            n_heads=2,
+            hidden_dim=64,
+            max_position_embeddings=64,
+            **labels,
+        )
+        model = transformers.DistilBertForSequenceClassification(config)
+    # Bigger-than-init output weights, so the two classes get visibly different scores.
+    with torch.no_grad():
+        layer = train_transformer.find_output_layer(model)
+        layer.weight.normal_(0.0, 1.0)
+    tokenizer = transformers.BertTokenizer(vocab=vocab, do_lower_case=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def write_training_metadata(folder: Path, max_length: int = 32, threshold: float = 0.5) -> None:
+    """What train_transformer.py records, reduced to what export_onnx.py reads."""
+    metadata = {
+        "model_version": "transformer-tiny-000000000000",
+        "artifact": {"sha256": "0" * 64},
+        "base_model": {"name_or_path": "random"},
+        "threshold": threshold,
+        "labels": {"1": "toxic", "0": "non-toxic"},
+        "label_mapping": train_transformer.LABEL_MAPPING,
+        "preprocessing": {},
+        "tokenizer": {"max_length": max_length},
+        "training_data": {},
+        "hyperparameters": {},
+        "training": {},
+        "training_wall_seconds": 0.0,
+        "versions": {},
+    }
+    (folder / "metadata.json").write_text(json.dumps(metadata), encoding="utf-8")
+
+
+TEXTS = [
+    "you are an idiot",
+    "What a great day!",
+    "",
+    "I hate this so much, go home",
+    "lol " * 40,  # longer than max_length: truncated
+    "@user URL rt the a is",
+]
+
+
+@pytest.fixture(scope="module", params=["bert", "distilbert"])
+def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A tiny checkpoint exported to fp32 ONNX, fused and quantised, with a shipped tokenizer."""
+    root = tmp_path_factory.mktemp(f"tiny-{request.param}")
+    checkpoint = make_checkpoint(root / "checkpoint", request.param)
+    write_training_metadata(checkpoint)
+    fp32 = checkpoint / "model_fp32.onnx"
+    names = export_onnx.export_fp32(checkpoint, fp32)
+    config = json.loads((checkpoint / "config.json").read_text())
+    fused = checkpoint / "model_fp32_fused.onnx"
+    export_onnx.fuse(fp32, fused, config)
+    output = root / "onnx"
+    output.mkdir()
+    export_onnx.quantize(fused, output / "model.onnx")
+    (output / "config.json").write_text(json.dumps(config))
+    export_onnx.write_tokenizer(checkpoint, output, max_length=32)
+    return request.param, checkpoint, output, names, fp32
+
+
+def test_inputs_follow_the_architecture(exported: Any) -> None:
+    architecture, _, output, names, _ = exported
+    expected = ["input_ids", "attention_mask"]
+    if architecture == "bert":
+        expected.append("token_type_ids")
+    assert names == expected
+    signature = export_onnx.onnx_signature(output / "model.onnx")
+    assert [i["name"] for i in signature["inputs"]] == expected
+    assert all(i["type"] == "tensor(int64)" for i in signature["inputs"])
+    assert all(isinstance(d, str) for i in signature["inputs"] for d in i["shape"])  # dynamic
+    assert [(o["name"], o["type"]) for o in signature["outputs"]] == [("logits", "tensor(float)")]
+
+
+def test_fp32_onnx_agrees_with_torch_on_padded_batches(exported: Any) -> None:
+    _, checkpoint, output, _, fp32 = exported
+    reference = TorchScorer(checkpoint, threads=1, batch_size=4)
+    reference.max_length = 32
+    onnx_scorer = OnnxScorer(output, fp32, threads=1, batch_size=4)
+    torch_logits = reference.predict_logits(TEXTS)
+    onnx_logits = onnx_scorer.predict_logits(TEXTS)
+    assert onnx_logits.shape == (len(TEXTS), 2)
+    np.testing.assert_allclose(onnx_logits, torch_logits, atol=1e-4)
+    # Batch size and sequence length both differ from the traced example: the axes are dynamic.
+    one = onnx_scorer.predict_logits(TEXTS[:1])
+    np.testing.assert_allclose(one, torch_logits[:1], atol=1e-4)
+
+
+def test_int8_model_loads_and_stays_close(exported: Any) -> None:
+    _, checkpoint, output, _, fp32 = exported
+    int8 = output / "model.onnx"
+    assert int8.stat().st_size < fp32.stat().st_size
+    session = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"])
+    assert session.get_outputs()[0].name == "logits"
+    proba = OnnxScorer(output, threads=1).predict_proba(TEXTS)
+    reference = OnnxScorer(output, fp32, threads=1).predict_proba(TEXTS)
+    assert proba.shape == (len(TEXTS),)
+    assert np.all((proba >= 0) & (proba <= 1))
+    assert np.abs(proba - reference).max() < 0.1  # random tiny weights: a loose bound
+
+
+def test_shipped_tokenizer_truncates_and_pads_right(exported: Any) -> None:
+    from tokenizers import Tokenizer
+
+    _, _, output, _, _ = exported
+    tokenizer = Tokenizer.from_file(str(output / "tokenizer.json"))
+    encodings = tokenizer.encode_batch(["you are", "lol " * 40])
+    assert [len(e.ids) for e in encodings] == [32, 32]  # padded to the longest, which is cut
+    short = encodings[0]
+    assert short.ids[:4] == [tokenizer.token_to_id(t) for t in ("[CLS]", "you", "are", "[SEP]")]
+    assert short.attention_mask == [1] * 4 + [0] * 28
+    assert set(short.ids[4:]) == {tokenizer.token_to_id("[PAD]")}
+
+
+def test_platt_scaling_folds_exactly_into_the_classifier(tmp_path: Path) -> None:
+    checkpoint = make_checkpoint(tmp_path / "ck", "bert", seed=1)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(checkpoint).eval()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint)
+    ids = tokenizer(TEXTS, truncation=True, max_length=32)["input_ids"]
+    before = train_transformer.predict_logits(model, ids, tokenizer.pad_token_id)
+    a, b = 0.7, -0.4
+    train_transformer.fold_platt_into_classifier(model, a, b)
+    after = train_transformer.softmax_toxic(
+        train_transformer.predict_logits(model, ids, tokenizer.pad_token_id)
+    )
+    margin = before[:, 1] - before[:, 0]
+    np.testing.assert_allclose(after, 1 / (1 + np.exp(-(a * margin + b))), atol=1e-5)
+
+
+def test_length_grouped_batches_cover_every_row_once() -> None:
+    rng = np.random.default_rng(0)
+    lengths = list(rng.integers(3, 90, size=1000))
+    batches = train_transformer.length_grouped_batches(lengths, 32, 5, rng)
+    rows = np.concatenate(batches)
+    assert sorted(rows.tolist()) == list(range(1000))
+    assert max(len(b) for b in batches) == 32
+
+    # Within a batch lengths are close: far less padding than random batches would need.
+    def padding(batches: list[np.ndarray]) -> float:
+        return sum(max(lengths[i] for i in b) * len(b) for b in batches) / sum(lengths) - 1
+
+    random_batches = np.array_split(rng.permutation(1000), len(batches))
+    assert padding(batches) < 0.3 * padding(random_batches)
+
+
+def test_davidson_rows_are_masked_like_tweeteval() -> None:
+    harmonise = train_transformer.harmonise_davidson
+    text = "!!! RT @mayasolovely: As a woman http://t.co/abc &amp; RT @x_y2 yes"
+    assert harmonise(text) == "!!! @user: As a woman URL &amp; @user yes"
+    assert harmonise("ART is fine, RTS too") == "ART is fine, RTS too"
+
+
+def test_epoch_rows_sample_davidson_fresh_each_epoch() -> None:
+    rng = np.random.default_rng(0)
+    first = train_transformer.epoch_rows(10, 100, 0.3, rng)
+    second = train_transformer.epoch_rows(10, 100, 0.3, rng)
+    assert first[:10].tolist() == list(range(10)) and len(first) == 40
+    assert set(first[10:]) != set(second[10:])
+    assert all(10 <= i < 110 for i in first[10:])
+
+
+@pytest.mark.slow
+def test_train_export_and_evaluate_end_to_end(tmp_path: Path) -> None:
+    """train_transformer.py -> export_onnx.py on the fixture sample, as the scripts run."""
+    base = make_checkpoint(tmp_path / "tiny", "bert")
+    trained = tmp_path / "transformer"
+    shipped = tmp_path / "onnx"
+    plots = tmp_path / "plots"
+    assert (
+        train_transformer.main(
+            [
+                "--base",
+                str(base),
+                "--data-dir",
+                str(FIXTURE_DATA),
+                "--output",
+                str(trained),
+                "--epochs",
+                "1",
+                "--max-length",
+                "32",
+                "--learning-rate",
+                "1e-3",
+                "--threads",
+                "1",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    config = json.loads((trained / "config.json").read_text())
+    assert config["id2label"] == {"0": "non-toxic", "1": "toxic"}
+    assert config["label2id"] == {"non-toxic": 0, "toxic": 1}
+    for name in ("model.safetensors", "tokenizer.json", "tokenizer_config.json", "metadata.json"):
+        assert (trained / name).is_file(), name
+    training = json.loads((trained / "metadata.json").read_text())
+    assert training["tokenizer"]["max_length"] == 32
+    assert 0.05 <= training["threshold"] <= 0.95
+
+    assert (
+        export_onnx.main(
+            [
+                "--checkpoint",
+                str(trained),
+                "--output",
+                str(shipped),
+                "--data-dir",
+                str(FIXTURE_DATA),
+                "--plots-dir",
+                str(plots),
+                "--threads",
+                "1",
+                # A 32-wide model trained for a few steps quantises poorly; only the plumbing is
+                # tested here. The shipped model is held to the default 0.02.
+                "--tolerance",
+                "1.0",
+            ]
+        )
+        == 0
+    )
+    files = sorted(p.name for p in shipped.iterdir())
+    assert files == [
+        "config.json",
+        "metadata.json",
+        "model.onnx",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ]
+    metadata = json.loads((shipped / "metadata.json").read_text())
+    assert metadata["model_version"] == f"onnx-tiny-{metadata['artifact']['sha256'][:12]}"
+    assert metadata["threshold"] == training["threshold"]
+    assert metadata["checks"]["int8_onnx_vs_fp32_torch"]["passed"]
+    for key in ("fp32", "int8"):
+        assert {"val", "test", "bias_madlibs"} <= set(metadata["metrics"][key])
+    assert json.loads((shipped / "config.json").read_text())["problem_type"] == (
+        "single_label_classification"
+    )
+    assert sorted(p.name for p in plots.iterdir()) == sorted(
+        f"{prefix}_{name}"
+        for prefix in ("onnx", "transformer")
+        for name in ("roc.png", "precision_recall.png", "reliability.png", "bias_madlibs.png")
+    )
