@@ -30,6 +30,7 @@ import shutil
 import sys
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -136,25 +137,31 @@ def fuse(source: Path, target: Path, config: dict[str, Any]) -> dict[str, int]:
     return {k: int(v) for k, v in stats.items() if v}
 
 
-def quantize(source: Path, target: Path) -> dict[str, Any]:
+def quantize(
+    source: Path, target: Path, per_channel: bool = True, keep_fp32: Sequence[str] = ()
+) -> dict[str, Any]:
+    """Dynamic int8 quantisation; nodes whose name contains a `keep_fp32` pattern stay fp32."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    settings: dict[str, Any] = {
-        "method": "onnxruntime.quantization.quantize_dynamic",
-        "weight_type": "QInt8",
-        "per_channel": False,
-        "activations": "uint8, quantised per batch at run time",
-    }
+    graph = onnx.load(str(source), load_external_data=False).graph
+    excluded = sorted(n.name for n in graph.node if any(p in n.name for p in keep_fp32))
     quantize_dynamic(
         str(source),
         str(target),
         weight_type=QuantType.QInt8,
-        per_channel=False,
+        per_channel=per_channel,
+        nodes_to_exclude=excluded,
         # Shape inference cannot type the outputs of fused com.microsoft ops (BiasGelu, ...).
         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
     )
-    return settings
+    return {
+        "method": "onnxruntime.quantization.quantize_dynamic",
+        "weight_type": "QInt8",
+        "per_channel": per_channel,
+        "activations": "uint8, range computed per call at run time",
+        "kept_fp32": excluded,
+    }
 
 
 def write_tokenizer(checkpoint: Path, output: Path, max_length: int) -> dict[str, Any]:
@@ -214,6 +221,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-fuse", action="store_true", help="skip the graph fusions")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
+        "--per-tensor", action="store_true", help="one int8 scale per weight matrix"
+    )
+    parser.add_argument(
+        "--keep-fp32",
+        nargs="*",
+        default=[],
+        metavar="PATTERN",
+        help="leave nodes whose name contains PATTERN unquantised",
+    )
+    parser.add_argument(
         "--skip-evaluation", action="store_true", help="no test/bias evaluation (smoke runs)"
     )
     return parser.parse_args(argv)
@@ -247,7 +264,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if stale.is_file():
             stale.unlink()
     int8 = output / ONNX_FILE
-    quantisation = quantize(fused_path, int8)
+    quantisation = quantize(fused_path, int8, not args.per_tensor, args.keep_fp32)
     log.info("quantised to %s (%.1f MB)", int8, int8.stat().st_size / 1e6)
 
     shipped_config = dict(config)
