@@ -7,7 +7,6 @@ readiness, exit codes, no lost request), never timing; the long versions with th
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import socket
 import threading
@@ -21,6 +20,7 @@ import pytest
 from ml_prod_api.errors import InferenceError
 from ml_prod_api.providers.base import Provider, Score
 from ml_prod_api.serving import InferenceService, ReadyState
+from tests.bad_artifacts import BAD_ARTIFACTS, build_bad_artifact
 from tests.servers import ROOT, LoggedServer, run_logged_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -128,7 +128,7 @@ def test_a_slow_client_does_not_hold_a_sub_second_shutdown_forever(tmp_path: Pat
         with socket.create_connection(("127.0.0.1", server.port)) as slow:
             slow.sendall(
                 b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 100\r\n\r\n{\"text\": "
+                b'Content-Length: 100\r\n\r\n{"text": '
             )
             time.sleep(0.3)  # the request is in flight, waiting for the rest of its body
             server.proc.send_signal(signal.SIGTERM)
@@ -137,75 +137,9 @@ def test_a_slow_client_does_not_hold_a_sub_second_shutdown_forever(tmp_path: Pat
 
 
 # --- 5. bad artifacts --------------------------------------------------------------------------
-def _good_tfidf_metadata(folder: Path, model: bytes) -> None:
-    import hashlib
-
-    import sklearn
-
-    metadata = {
-        "sklearn_version": sklearn.__version__,
-        "artifact": {"sha256": hashlib.sha256(model).hexdigest()},
-    }
-    (folder / "metadata.json").write_text(json.dumps(metadata))
-
-
-def _bad_artifact(kind: str, root: Path) -> tuple[str, Path, str]:
-    """(provider, MODEL_PATH, words the reason must contain)."""
-    folder = root / kind
-    folder.mkdir()
-    if kind == "missing_model_file":
-        _good_tfidf_metadata(folder, b"")
-        return "tfidf", folder, "model file not found"
-    if kind == "truncated_model_file":
-        payload = b"\x80\x04\x95" + b"\x00" * 40  # a pickle cut off after its header
-        (folder / "model.joblib").write_bytes(payload)
-        _good_tfidf_metadata(folder, payload)
-        return "tfidf", folder, "could not be loaded"
-    if kind == "other_sklearn_version":
-        payload = b"not read: the version is checked first"
-        (folder / "model.joblib").write_bytes(payload)
-        _good_tfidf_metadata(folder, payload)
-        metadata = json.loads((folder / "metadata.json").read_text())
-        metadata["sklearn_version"] = "1.0.2"
-        (folder / "metadata.json").write_text(json.dumps(metadata))
-        return "tfidf", folder, "scikit-learn 1.0.2"
-    if kind == "tokenizer_without_model":
-        _tokenizer_files(folder)
-        return "onnx", folder, "ONNX model not found"
-    if kind == "onnx_file_not_onnx":
-        _tokenizer_files(folder)
-        (folder / "model.onnx").write_bytes(b"this is not a protobuf\n" * 50)
-        return "onnx", folder, "not a loadable ONNX model"
-    raise AssertionError(kind)
-
-
-def _tokenizer_files(folder: Path) -> None:
-    from tokenizers import Tokenizer
-    from tokenizers.models import WordLevel
-    from tokenizers.pre_tokenizers import Whitespace
-
-    vocab = {"[PAD]": 0, "[UNK]": 1, "[CLS]": 2, "[SEP]": 3, "hello": 4, "world": 5}
-    tokenizer = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = Whitespace()  # type: ignore[assignment]
-    tokenizer.save(str(folder / "tokenizer.json"))
-    (folder / "config.json").write_text(
-        json.dumps({"id2label": {"0": "non-toxic", "1": "toxic"}, "max_position_embeddings": 64})
-    )
-    (folder / "metadata.json").write_text(json.dumps({"max_seq_length": 64}))
-
-
-BAD_ARTIFACTS = [
-    "missing_model_file",
-    "truncated_model_file",
-    "other_sklearn_version",
-    "tokenizer_without_model",
-    "onnx_file_not_onnx",
-]
-
-
 @pytest.mark.parametrize("kind", BAD_ARTIFACTS)
 def test_bad_artifact_keeps_the_process_up_and_says_why(kind: str, tmp_path: Path) -> None:
-    provider, path, reason = _bad_artifact(kind, tmp_path)
+    provider, path, reason = build_bad_artifact(kind, tmp_path)
     settings = {"MODEL_PROVIDER": provider, "MODEL_PATH": str(path)}
     with run_logged_server(tmp_path / "server.log", **settings) as server:
         deadline = time.monotonic() + 60
@@ -327,7 +261,6 @@ def test_provider_faults_on_a_real_server(tmp_path: Path) -> None:
         stopped = _records(server, "shutdown")
     assert code == 0
     assert stopped and stopped[-1]["clean"] is False  # the hung thread was abandoned
-
 
 
 def test_a_hung_model_call_does_not_stretch_shutdown_past_its_budget(tmp_path: Path) -> None:
