@@ -184,7 +184,7 @@ def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     export_onnx.quantize(fused, output / "model.onnx")
     (output / "config.json").write_text(json.dumps(config))
     export_onnx.write_tokenizer(checkpoint, output, max_length=32)
-    return request.param, checkpoint, output, names, fp32
+    return request.param, checkpoint, output, names, (fp32, fused)
 
 
 def test_inputs_follow_the_architecture(exported: Any) -> None:
@@ -200,11 +200,12 @@ def test_inputs_follow_the_architecture(exported: Any) -> None:
     assert [(o["name"], o["type"]) for o in signature["outputs"]] == [("logits", "tensor(float)")]
 
 
-def test_fp32_onnx_agrees_with_torch_on_padded_batches(exported: Any) -> None:
-    _, checkpoint, output, _, fp32 = exported
+@pytest.mark.parametrize("graph", ["exported", "fused"])
+def test_fp32_onnx_agrees_with_torch_on_padded_batches(exported: Any, graph: str) -> None:
+    _, checkpoint, output, _, (fp32, fused) = exported
     reference = TorchScorer(checkpoint, threads=1, batch_size=4)
     reference.max_length = 32
-    onnx_scorer = OnnxScorer(output, fp32, threads=1, batch_size=4)
+    onnx_scorer = OnnxScorer(output, fp32 if graph == "exported" else fused, 1, batch_size=4)
     torch_logits = reference.predict_logits(TEXTS)
     onnx_logits = onnx_scorer.predict_logits(TEXTS)
     assert onnx_logits.shape == (len(TEXTS), 2)
@@ -215,13 +216,13 @@ def test_fp32_onnx_agrees_with_torch_on_padded_batches(exported: Any) -> None:
 
 
 def test_int8_model_loads_and_stays_close(exported: Any) -> None:
-    _, checkpoint, output, _, fp32 = exported
+    _, checkpoint, output, _, (fp32, fused) = exported
     int8 = output / "model.onnx"
     assert int8.stat().st_size < fp32.stat().st_size
     session = ort.InferenceSession(str(int8), providers=["CPUExecutionProvider"])
     assert session.get_outputs()[0].name == "logits"
     proba = OnnxScorer(output, threads=1).predict_proba(TEXTS)
-    reference = OnnxScorer(output, fp32, threads=1).predict_proba(TEXTS)
+    reference = OnnxScorer(output, fused, threads=1).predict_proba(TEXTS)
     assert proba.shape == (len(TEXTS),)
     assert np.all((proba >= 0) & (proba <= 1))
     assert np.abs(proba - reference).max() < 0.1  # random tiny weights: a loose bound
