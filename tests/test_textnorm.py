@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ml_prod_api.lexicon import COMMON_WORDS, VOCABULARY
 from ml_prod_api.textnorm import ABUSIVE_WORDS, normalize
 
 
@@ -27,6 +28,17 @@ from ml_prod_api.textnorm import ABUSIVE_WORDS, normalize
         ("f**k", "fuck"),
         ("sh.t", "shit"),
         ("id*ot", "idiot"),
+        ("st*pid", "stupid"),  # any lexicon word, not only profanity
+        ("he is a l*ar", "he is a liar"),
+        ("th*t is it", "that is it"),  # common words are recovered too
+        ("he is a l i a r", "he is a liar"),  # spaced letters after a one-letter word
+        ("i h a t e you", "i hate you"),
+        ("y o u r a s s", "your ass"),  # two spaced words that ran together
+        ("it's a d*mn shame", "it's a damn shame"),
+        (
+            "u s a",
+            "usa",
+        ),  # joined, not split into two-letter words  # `s a d` after an apostrophe is no word
         ("fuuuuuuck", "fuuck"),  # long runs squashed to two
         ("soooo good!!!!!", "soo good!!"),
         ("@SomeHandle you", "@user you"),  # mentions canonical, as in TweetEval
@@ -55,7 +67,8 @@ def test_leaves_ordinary_text_alone(text: str) -> None:
 
 
 def test_is_idempotent() -> None:
-    samples = ["F*CK  y0u @someone!!!", "ｓｈ1ｔ", "f u c k", "fuuuuck", "e.g. a.m.", "id*ot"]
+    samples = ["F*CK  y0u @someone!!!", "ｓｈ1ｔ", "f u c k", "fuuuuck", "e.g. a.m.", "id*ot",
+               "a f u c k", "y o u r a s s"]  # fmt: skip
     for text in samples:
         once = normalize(text)
         assert normalize(once) == once
@@ -67,7 +80,13 @@ def test_unknown_masked_word_loses_its_mask() -> None:
 
 
 def test_lexicon_is_lowercase_words() -> None:
-    assert all(word.isalpha() and word == word.lower() for word in ABUSIVE_WORDS)
+    for words in (ABUSIVE_WORDS, COMMON_WORDS):
+        assert all(word.isalpha() and word == word.lower() for word in words)
+    assert len(set(VOCABULARY)) == len(VOCABULARY)
+    # Identity words are not abuse (and the model already over-weighs them, MODEL_CARD.md).
+    assert not {"gay", "queer", "black", "white", "muslim", "jewish", "lesbian"} & set(
+        ABUSIVE_WORDS
+    )
 
 
 def test_empty_and_whitespace() -> None:

@@ -81,6 +81,23 @@ def test_explanation_is_exact(provider: TfidfProvider) -> None:
     assert provider.explain(text, top_k=0) == []
 
 
+def test_explanation_names_the_lexicon_feature(provider: TfidfProvider) -> None:
+    from ml_prod_api.providers.tfidf import LEXICON_FEATURE
+
+    toxic = provider.explain("you are a stupid idiot", top_k=10_000)
+    assert any(c.feature == LEXICON_FEATURE and c.weight > 0 for c in toxic)
+    benign = provider.explain("have a lovely day", top_k=10_000)
+    assert all(c.feature != LEXICON_FEATURE for c in benign)
+
+
+def test_lexicon_is_stored_in_the_artifact(provider: TfidfProvider) -> None:
+    # A later edit of the package lexicon must not change a shipped model's scores.
+    from ml_prod_api.lexicon import ABUSIVE_WORDS
+
+    assert provider.model.lexicon == frozenset(ABUSIVE_WORDS)
+    assert provider.model.coef_lexicon > 0
+
+
 def test_version_override() -> None:
     overridden = TfidfProvider(SHIPPED, version_override="pinned-1")
     overridden.load()

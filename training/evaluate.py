@@ -302,17 +302,35 @@ def evaluate_artifact(
     if plots_dir is not None:
         plot_curves(curves, plots_dir)
         plot_bias(metrics["bias_madlibs"], plots_dir)
-    metrics["evaluated"] = {"model_version": provider.version, "ece_bins": ECE_BINS}
+    metrics["evaluated"] = {
+        "model_version": provider.version,
+        "ece_bins": ECE_BINS,
+        # A model refitted on train + val has seen the validation split: its val figures are
+        # in-sample; the honest ones are under `selection` in the metadata.
+        "val_in_training_data": bool(provider.metadata.get("refit_with_val", False)),
+    }
+    selection = provider.metadata.get("selection", {}).get("val_at_oof_threshold")
+    if selection:
+        metrics["val_before_refit"] = selection
     return metrics
 
 
 def print_report(metrics: dict[str, Any]) -> None:
     print(f"model {metrics['evaluated']['model_version']}")
-    for split in ("val", "test"):
+    splits = ["val", "test"]
+    if metrics["evaluated"].get("val_in_training_data"):
+        print(
+            "note: this model was refitted on train + val, so `val` is in-sample;\n"
+            "      `val_before_refit` is the same configuration fitted on train only"
+        )
+        if "val_before_refit" in metrics:
+            splits.insert(0, "val_before_refit")
+    for split in splits:
         m = metrics[split]
         cm = m["confusion_matrix"]
         print(
-            f"{split:<4} n={m['rows']:<5} ROC-AUC {m['roc_auc']:.4f}  PR-AUC {m['pr_auc']:.4f}  "
+            f"{split} n={m['rows']}\n     ROC-AUC {m['roc_auc']:.4f}  "
+            f"PR-AUC {m['pr_auc']:.4f}  "
             f"macro-F1 {m['macro_f1']:.4f}  precision {m['precision']:.4f}  "
             f"recall {m['recall']:.4f}  ECE {m['ece']:.4f}  @ threshold {m['threshold']}"
         )

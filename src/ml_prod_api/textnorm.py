@@ -25,6 +25,8 @@ import html
 import re
 import unicodedata
 
+from ml_prod_api.lexicon import ABUSIVE_WORDS, VOCABULARY
+
 __all__ = ["ABUSIVE_WORDS", "normalize"]
 
 # Characters with no visible width that are used to split a word so a filter misses it.
@@ -49,28 +51,28 @@ _TRANSLATE = {ord(ch): None for ch in _INVISIBLE} | {ord(k): v for k, v in _HOMO
 # Combining diacritics: accents used to dodge a filter (`fück`) and "zalgo" noise.
 _COMBINING = re.compile("[\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff]")
 
-# Common abusive words (and inflections) that people mask with `*` or split with dots. Masked
-# tokens are matched against this list; it is written for this project, not copied from a source.
-ABUSIVE_WORDS: tuple[str, ...] = (
-    "fuck", "fucking", "fucked", "fucker", "fuckers", "fucks", "motherfucker", "shit", "shitty",
-    "bullshit", "bitch", "bitches", "bitchy", "cunt", "cunts", "dick", "dicks", "dickhead", "cock",
-    "pussy", "ass", "asshole", "assholes", "arse", "bastard", "bastards", "damn", "crap", "slut",
-    "sluts", "whore", "whores", "hoe", "hoes", "fag", "fags", "faggot", "faggots", "nigga",
-    "niggas", "nigger", "niggers", "retard", "retarded", "retards", "idiot", "idiots", "stupid",
-    "moron", "morons", "dumb", "dumbass", "loser", "losers", "suck", "sucks", "piss", "pissed",
-    "twat", "wanker", "prick", "douche", "douchebag", "jerk", "scum", "trash", "hell", "kill",
-    "die", "hate", "ugly", "porn", "sex", "rape", "nazi", "nazis", "coon", "spic", "kike", "dyke",
-    "tranny", "pedo", "pedophile", "libtard", "libtards", "cuck", "thot", "skank", "tits",
-)  # fmt: skip
+# Masked tokens (`f*ck`, `st*pid`) are matched against a fixed vocabulary shipped in the package,
+# indexed by (length, first letter, last letter) so a lookup scans a handful of candidates.
+_VOCABULARY_SET = frozenset(VOCABULARY)
 _ABUSIVE_SET = frozenset(ABUSIVE_WORDS)
-_ABUSIVE_BY_LEN: dict[int, tuple[str, ...]] = {}
-for _word in ABUSIVE_WORDS:
-    _ABUSIVE_BY_LEN[len(_word)] = (*_ABUSIVE_BY_LEN.get(len(_word), ()), _word)
+_BY_SHAPE: dict[tuple[int, str, str], tuple[str, ...]] = {}
+_BY_LEN: dict[int, tuple[str, ...]] = {}
+for _word in VOCABULARY:
+    _shape = (len(_word), _word[0], _word[-1])
+    _BY_SHAPE[_shape] = (*_BY_SHAPE.get(_shape, ()), _word)
+    _BY_LEN[len(_word)] = (*_BY_LEN.get(len(_word), ()), _word)
+# Spaced letters that ran into their neighbours (`a f u c k`, `y o u r a s s`) are split into the
+# cheapest sequence of known words; an unknown stretch costs this many known words. Two-letter words
+# do not count as known there, or `u s a` would come out as `us a`.
+_SEGMENT_WORDS = frozenset(w for w in VOCABULARY if len(w) >= 3) | {"a", "i", "u"}
+_UNKNOWN_COST = 4
+_MAX_SEGMENT = 40
 
 _URL = re.compile(r"https?://\S+|www\.\S+")
 _MENTION = re.compile(r"@\w+")
-# Three or more single letters separated by one space, dot, dash or underscore: `f u c k`.
-_SPACED = re.compile(r"(?<![^\W\d_])(?:[^\W\d_][ .\-_]){2,}[^\W\d_](?![^\W\d_])")
+# Three or more single letters separated by one space, dot, dash or underscore: `f u c k`. A letter
+# after an apostrophe (`it's a d*mn`) is the end of a word, not a spaced letter.
+_SPACED = re.compile(r"(?<![^\W\d_])(?<!['’])(?:[^\W\d_][ .\-_]){2,}[^\W\d_](?![^\W\d_])(?!['’])")
 _SPACED_SEP = re.compile(r"[ .\-_]")
 # Leet or masking characters inside a word, `$`/`@` opening one, `$` closing one, any `*`: only
 # texts with one of these take the slower token-by-token pass.
@@ -116,12 +118,41 @@ def normalize(text: str) -> str:
 
 
 def _join_spaced(match: re.Match[str]) -> str:
-    return _SPACED_SEP.sub("", match.group(0))
+    joined = _SPACED_SEP.sub("", match.group(0))
+    if joined in _VOCABULARY_SET or len(joined) > _MAX_SEGMENT:
+        return joined
+    return " ".join(_segment(joined))
+
+
+def _segment(letters: str) -> list[str]:
+    """Split `letters` into known words and unknown stretches, fewest cost then fewest pieces.
+
+    `afucking` -> `a fucking`, `yourass` -> `your ass`; `control`, unknown as a whole, stays one
+    piece because splitting it would cost more than the one unknown stretch.
+    """
+    n = len(letters)
+    # best[i] = (cost, pieces, start of the last piece) for letters[:i]
+    best: list[tuple[int, int, int]] = [(0, 0, 0)] + [(1 << 30, 0, 0)] * n
+    for end in range(1, n + 1):
+        for start in range(end):
+            cost, pieces, _ = best[start]
+            piece = 1 if letters[start:end] in _SEGMENT_WORDS else _UNKNOWN_COST
+            candidate = (cost + piece, pieces + 1, start)
+            if candidate[:2] < best[end][:2]:
+                best[end] = candidate
+    words: list[str] = []
+    end = n
+    while end > 0:
+        start = best[end][2]
+        words.append(letters[start:end])
+        end = start
+    return words[::-1]
 
 
 def _deobfuscate_token(match: re.Match[str]) -> str:
     token = match.group(0)
-    if token == "@user":
+    # The mention placeholder, not a password (bandit B105).
+    if token == "@user":  # nosec B105
         return token
     # Keep sentence punctuation around the word out of the way: `sh1t!` is `shit` + `!`.
     core = token.strip(_EDGE_PUNCT)
@@ -164,11 +195,16 @@ def _unmask(word: str) -> str:
 
 
 def _match_masked(pattern: str, min_len: int) -> str | None:
-    # Each `*` stands for one letter; the first abusive word of that shape wins (the list is
-    # ordered by how common the word is). Masked tokens are rare, so this loop is off the hot path.
+    # Each `*` stands for one letter; the first vocabulary word of that shape wins (abusive words
+    # first, see `ml_prod_api.lexicon`). Masked tokens are rare, so this is off the hot path.
     if len(pattern) < min_len:
         return None
-    for candidate in _ABUSIVE_BY_LEN.get(len(pattern), ()):
+    first, last = pattern[0], pattern[-1]
+    if first != "*" and last != "*":
+        candidates = _BY_SHAPE.get((len(pattern), first, last), ())
+    else:
+        candidates = _BY_LEN.get(len(pattern), ())
+    for candidate in candidates:
         if all(c == "*" or c == w for c, w in zip(pattern, candidate, strict=True)):
             return candidate
     return None

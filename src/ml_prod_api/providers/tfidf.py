@@ -4,10 +4,14 @@ The artifact is a directory holding `model.joblib` and `metadata.json` (written 
 `training/train_tfidf.py`). The model is linear end to end: naive-Bayes scaling, logistic
 regression and sigmoid calibration are folded into one weight vector at training time, so
 
-    probability_toxic = sigmoid(tfidf_word(x) . w_word + tfidf_char(x) . w_char + b)
+    probability_toxic = sigmoid(tfidf_word(x) . w_word + tfidf_char(x) . w_char
+                                + w_lexicon * scale * log(1 + abusive_words(x)) + b)
 
-and an explanation (each n-gram's share of that logit) is exact. Training evaluates through the same
-`LinearTextModel.predict_proba` that serving uses, so the two cannot disagree.
+where `abusive_words(x)` counts the words of `x` found in the lexicon stored in the artifact (a copy
+of `ml_prod_api.lexicon.ABUSIVE_WORDS` at training time, so a later edit of that list cannot change
+a shipped model). An explanation (each feature's share of that logit) is exact. Training
+evaluates through the same `LinearTextModel.predict_proba` that serving uses, so the two cannot
+disagree.
 
 Loading is defensive because an unpickled model from another scikit-learn version can silently
 change its answers (it only emits `InconsistentVersionWarning`): the version recorded in the
@@ -19,6 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,19 +57,30 @@ __all__ = [
 
 ARTIFACT_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
-ARTIFACT_FORMAT = 1
+ARTIFACT_FORMAT = 2
 CHAR_PREFIX = "char:"
+LEXICON_FEATURE = "lexicon:abusive_words"
+# Words as the lexicon feature counts them: runs of letters of the normalised text.
+_LEXICON_TOKEN = re.compile(r"[^\W\d_]+")
+
+
+def lexicon_hits(normalized: str, lexicon: frozenset[str]) -> int:
+    """How many words of a normalised text are in `lexicon`."""
+    return sum(1 for word in _LEXICON_TOKEN.findall(normalized) if word in lexicon)
 
 
 @dataclass(frozen=True)
 class LinearTextModel:
-    """The fitted model: two stock TfidfVectorizers and one folded weight vector."""
+    """The fitted model: two stock TfidfVectorizers, a lexicon and one folded weight vector."""
 
     word: TfidfVectorizer
     char: TfidfVectorizer
     coef_word: np.ndarray
     coef_char: np.ndarray
     intercept: float
+    lexicon: frozenset[str]
+    lexicon_scale: float
+    coef_lexicon: float
 
     def to_payload(self) -> dict[str, Any]:
         # A plain dict of stock scikit-learn objects and arrays: the pickle does not reference this
@@ -75,6 +92,10 @@ class LinearTextModel:
             "coef_word": self.coef_word,
             "coef_char": self.coef_char,
             "intercept": self.intercept,
+            # Sorted, so the same model always pickles to the same bytes.
+            "lexicon": sorted(self.lexicon),
+            "lexicon_scale": self.lexicon_scale,
+            "coef_lexicon": self.coef_lexicon,
         }
 
     @classmethod
@@ -88,6 +109,9 @@ class LinearTextModel:
             coef_word=np.asarray(payload["coef_word"], dtype=np.float64),
             coef_char=np.asarray(payload["coef_char"], dtype=np.float64),
             intercept=float(payload["intercept"]),
+            lexicon=frozenset(payload["lexicon"]),
+            lexicon_scale=float(payload["lexicon_scale"]),
+            coef_lexicon=float(payload["coef_lexicon"]),
         )
         if model.coef_word.shape != (len(model.word.vocabulary_),) or model.coef_char.shape != (
             len(model.char.vocabulary_),
@@ -101,9 +125,19 @@ class LinearTextModel:
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
             return self.word.transform(normalized), self.char.transform(normalized)
 
+    def lexicon_feature(self, normalized: Sequence[str]) -> np.ndarray:
+        hits = [lexicon_hits(text, self.lexicon) for text in normalized]
+        feature: np.ndarray = self.lexicon_scale * np.log1p(np.asarray(hits, dtype=np.float64))
+        return feature
+
     def logits(self, normalized: Sequence[str]) -> np.ndarray:
         x_word, x_char = self.features(normalized)
-        logits: np.ndarray = x_word @ self.coef_word + x_char @ self.coef_char + self.intercept
+        logits: np.ndarray = (
+            x_word @ self.coef_word
+            + x_char @ self.coef_char
+            + self.coef_lexicon * self.lexicon_feature(normalized)
+            + self.intercept
+        )
         return logits
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
@@ -224,17 +258,28 @@ class TfidfProvider(Provider):
         """The n-grams with the largest share of the toxic logit, largest magnitude first.
 
         Contributions are exact: they add up, with the intercept, to the logit whose sigmoid is
-        `probability_toxic`. Character n-grams are prefixed `char:`.
+        `probability_toxic`. Character n-grams are prefixed `char:`; the lexicon feature (how many
+        known abusive words the text holds) is `lexicon:abusive_words`.
         """
         model = self.model
-        x_word, x_char = model.features([normalize(text)])
+        normalized = normalize(text)
+        x_word, x_char = model.features([normalized])
         names = self._names()
         n_word = len(model.coef_word)
-        indices = np.concatenate([x_word.indices, x_char.indices + n_word])
+        n_features = n_word + len(model.coef_char)
+        hits = lexicon_hits(normalized, model.lexicon)
+        lexicon_index = [n_features] if hits else []
+        lexicon_value = (
+            [model.coef_lexicon * model.lexicon_scale * math.log1p(hits)] if hits else []
+        )
+        indices = np.concatenate(
+            [x_word.indices, x_char.indices + n_word, np.asarray(lexicon_index, dtype=np.int64)]
+        )
         values = np.concatenate(
             [
                 x_word.data * model.coef_word[x_word.indices],
                 x_char.data * model.coef_char[x_char.indices],
+                np.asarray(lexicon_value, dtype=np.float64),
             ]
         )
         order = np.argsort(-np.abs(values), kind="stable")[: max(top_k, 0)]
@@ -248,7 +293,11 @@ class TfidfProvider(Provider):
             model = self.model
             char_names = [CHAR_PREFIX + name for name in model.char.get_feature_names_out()]
             self._feature_names = np.concatenate(
-                [model.word.get_feature_names_out(), np.asarray(char_names, dtype=object)]
+                [
+                    model.word.get_feature_names_out(),
+                    np.asarray(char_names, dtype=object),
+                    np.asarray([LEXICON_FEATURE], dtype=object),
+                ]
             )
         return self._feature_names
 
