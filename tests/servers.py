@@ -124,13 +124,19 @@ class LoggedServer(ServerProcess):
 
 
 def start_logged_server(
-    log_path: Path, port: int | None = None, **settings: str
+    log_path: Path,
+    port: int | None = None,
+    argv: Sequence[str] | None = None,
+    **settings: str,
 ) -> LoggedServer:
-    """Start `ml-prod-api serve` on 127.0.0.1 (on `port`, e.g. to restart in place); output to
-    `log_path` (appended). The caller stops it (`stop_server`)."""
+    """Start `ml-prod-api serve` (or `argv`, where `{port}` is replaced) on 127.0.0.1, on `port`
+    (e.g. to restart in place); output to `log_path` (appended). The caller stops it
+    (`stop_server`)."""
     port = port or free_port()
     cmd = [sys.executable, "-m", "ml_prod_api.cli", "serve", "--host", "127.0.0.1"]
     cmd += ["--port", str(port)]
+    if argv:
+        cmd = [c.replace("{port}", str(port)) for c in argv]
     with log_path.open("a") as log:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(
             cmd, cwd=ROOT, env=server_env(**settings), stdout=log, stderr=subprocess.STDOUT,
@@ -148,9 +154,9 @@ def stop_server(server: ServerProcess, timeout_s: float = 10.0) -> None:
 
 @contextmanager
 def run_logged_server(
-    log_path: Path, port: int | None = None, **settings: str
+    log_path: Path, port: int | None = None, argv: Sequence[str] | None = None, **settings: str
 ) -> Iterator[LoggedServer]:
-    server = start_logged_server(log_path, port, **settings)
+    server = start_logged_server(log_path, port, argv, **settings)
     try:
         yield server
     finally:

@@ -109,9 +109,10 @@ def server(
     *,
     port: int | None = None,
     ready_timeout_s: float = 90.0,
+    argv: Sequence[str] | None = None,
     **settings: str,
 ) -> Iterator[LoggedServer]:
-    srv = start_logged_server(run.log(label), port, **settings)
+    srv = start_logged_server(run.log(label), port, argv, **settings)
     try:
         srv.wait_ready(timeout_s=ready_timeout_s)
         yield srv
@@ -268,11 +269,12 @@ def log_events(srv: LoggedServer, event: str) -> list[dict[str, object]]:
 
 
 def server_5xx(srv: LoggedServer) -> Counter[int]:
-    """Status codes >= 500 in the server's access log."""
+    """Status codes >= 500 of predictions in the server's access log."""
     codes: Counter[int] = Counter()
     for r in srv.log_records():
         status = r.get("status_code")
-        if isinstance(status, int) and status >= 500:
+        route = str(r.get("route", ""))
+        if isinstance(status, int) and status >= 500 and route.startswith("/v1/"):
             codes[status] += 1
     return codes
 

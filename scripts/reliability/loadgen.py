@@ -75,12 +75,13 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 class _Conn:
-    __slots__ = ("reader", "writer", "used")
+    __slots__ = ("reader", "writer", "used", "idle_since")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
         self.used = 0
+        self.idle_since = 0.0
 
     def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -97,9 +98,14 @@ class Client:
         *,
         max_conns: int = 256,
         timeout_s: float = 30.0,
+        idle_timeout_s: float = 4.0,
         stats: Stats | None = None,
     ) -> None:
         self.host = host
+        # Idle connections older than this are closed instead of reused: it must be shorter
+        # than the server's TIMEOUT_KEEP_ALIVE (5 s), or a request can be written to a
+        # connection the server is closing at that instant (the keep-alive race; RELIABILITY.md).
+        self.idle_timeout_s = idle_timeout_s
         self.port = port
         self.max_conns = max_conns
         self.timeout_s = timeout_s
@@ -136,6 +142,9 @@ class Client:
         due = t0 if started is None else started
         result = Result(kind=req.kind, started=due, latency=0.0, status=0, request_id=request_id)
         conn: _Conn | None = None
+        while self._idle and t0 - self._idle[0].idle_since > self.idle_timeout_s:
+            self._idle.popleft().close()  # the oldest idle ones sit at the left end
+            self._open -= 1
         if self._idle:
             conn = self._idle.pop()  # the most recently used: least likely to have timed out
             result.reused = True
@@ -187,6 +196,7 @@ class Client:
             result.latency = time.monotonic() - due
             conn.used += 1
             if keep:
+                conn.idle_since = time.monotonic()
                 self._idle.append(conn)
             else:
                 conn.close()

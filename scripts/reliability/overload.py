@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import time
 from typing import Any
 
@@ -197,6 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queue-max-items", type=int, default=256)
     p.add_argument("--timeout-ms", type=int, default=2000)
     p.add_argument("--batch-max-size", type=int, default=64)
+    p.add_argument(
+        "--uvicorn-limit-concurrency",
+        type=int,
+        default=0,
+        help="experiment: serve with `uvicorn --limit-concurrency N` instead",
+    )
     p.add_argument("--stub-delay-ms", type=float, default=20.0, help="stub only: per model call")
     args = p.parse_args(argv)
     seconds = args.seconds or (5.0 if args.quick else 30.0)
@@ -219,8 +226,28 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": seconds,
         "factor": args.factor,
     }
+    argv = None
+    if args.uvicorn_limit_concurrency:
+        # An experiment, not the shipped command: uvicorn's own admission limit, which answers
+        # a plain-text 503 to requests beyond N concurrent connections/tasks.
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "ml_prod_api.api:app",
+            "--app-dir",
+            "src",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "{port}",
+            "--no-access-log",
+            "--limit-concurrency",
+            str(args.uvicorn_limit_concurrency),
+        ]
+        report.figures["settings"]["uvicorn_limit_concurrency"] = args.uvicorn_limit_concurrency
     run = harness.RunDir(name, args.keep_logs)
-    with harness.server(run, "server", **settings) as srv:
+    with harness.server(run, "server", argv=argv, **settings) as srv:
         harness.run_async(lambda: drill(srv.port, seconds, args.factor, report))
         codes = harness.server_5xx(srv)
         report.figure("server_log_5xx", dict(codes))
