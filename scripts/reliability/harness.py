@@ -70,14 +70,14 @@ def single_maker(texts: Sequence[str]) -> Callable[[int], Request]:
 
 
 def mixed_maker(
-    texts: Sequence[str], batch_share: float = 0.2, seed: int = 3
+    texts: Sequence[str], batch_share: float = 0.2, seed: int = 3, batch_max: int = 32
 ) -> Callable[[int], Request]:
-    """Mostly single texts; `batch_share` of requests are batches of 2-32 texts."""
+    """Mostly single texts; `batch_share` of requests are batches of 2-`batch_max` texts."""
     rng = random.Random(seed)
     pool: list[Request] = []
     for i in range(1000):
         if rng.random() < batch_share:
-            pool.append(batch(rng.sample(list(texts), rng.randint(2, 32))))
+            pool.append(batch(rng.sample(list(texts), rng.randint(2, batch_max))))
         else:
             pool.append(single(texts[i % len(texts)]))
     return lambda i: pool[i % len(pool)]
