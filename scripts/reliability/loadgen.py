@@ -99,9 +99,11 @@ class Client:
         max_conns: int = 256,
         timeout_s: float = 30.0,
         idle_timeout_s: float = 4.0,
+        fresh_connections: bool = False,
         stats: Stats | None = None,
     ) -> None:
         self.host = host
+        self.fresh_connections = fresh_connections  # one connection per request
         # Idle connections older than this are closed instead of reused: it must be shorter
         # than the server's TIMEOUT_KEEP_ALIVE (5 s), or a request can be written to a
         # connection the server is closing at that instant (the keep-alive race; RELIABILITY.md).
@@ -181,7 +183,7 @@ class Client:
             result.retry_after = retry_after
             if status >= 400:
                 result.code = _error_code(body)
-            keep = not close
+            keep = not close and not self.fresh_connections
         except TimeoutError:
             result.error = TIMEOUT
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
