@@ -203,15 +203,16 @@ print("[smoke] /v1/predict ->", json.dumps(body))
 EOF
 podman healthcheck run "$NAME" >"$LOGDIR/health.txt" 2>&1 \
   || fail "HEALTHCHECK failed: $(cat "$LOGDIR/health.txt")"
-curl -s --max-time 5 "http://127.0.0.1:$PORT/metrics" | grep -q '^predictions_total{' \
-  || fail "/metrics has no predictions_total"
+# (To a file first: `curl | grep -q` fails under pipefail once grep stops reading early.)
+curl -s --max-time 5 "http://127.0.0.1:$PORT/metrics" >"$LOGDIR/metrics.txt"
+grep -q '^predictions_total{' "$LOGDIR/metrics.txt" || fail "/metrics has no predictions_total"
 step_done "README example answered toxic; HEALTHCHECK healthy; /metrics served"
 
 # ---- 5. graceful drain through tini ------------------------------------------------------------
 podman kill --signal TERM "$NAME" >/dev/null
 drained=""
 for _ in $(seq 1 20); do
-  if curl -s --max-time 1 "http://127.0.0.1:$PORT/readyz" | grep -q draining; then
+  if [[ "$(curl -s --max-time 1 "http://127.0.0.1:$PORT/readyz")" == *draining* ]]; then
     drained=yes
     break
   fi
