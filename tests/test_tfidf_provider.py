@@ -186,3 +186,25 @@ def test_not_loaded_yet_is_not_ready() -> None:
 
     with pytest.raises(ModelNotReady):
         TfidfProvider(SHIPPED).predict_batch(["hello"])
+
+
+def test_fast_scorer_equals_scikit_learn_transform(provider: TfidfProvider) -> None:
+    """The served path (tfidf_fast) gives the reference logits to rounding error."""
+    import numpy as np
+
+    from ml_prod_api.textnorm import normalize
+
+    model = provider.model
+    assert model.fast is not None
+    texts = [
+        "you are awful", "have a lovely day", "", "   ", "a", "é", "x" * 5000,
+        "f*ck you i.d.i.o.t", "s t u p i d people", "🙂🙂 great game 🙂", "\u200bzero\u200bwidth",
+        "RT @someone: this is trash lol http://t.co/abc", "the the the the the", "Ünïcödé wörds",
+    ] + [f"sentence number {i} with some words like loser and friend" for i in range(40)]
+    normalized = [normalize(t) for t in texts]
+    reference = model.logits(normalized)
+    fast = model.fast_logits(normalized)
+    assert np.abs(reference - fast).max() < 1e-9
+    # and batch composition does not change a text's score
+    singles = np.concatenate([model.fast_logits([n]) for n in normalized])
+    assert np.abs(singles - fast).max() < 1e-9

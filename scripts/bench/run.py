@@ -204,13 +204,15 @@ def measure(cfg: Config, bodies: Path, concurrency: int, seconds: int,
     cpu = cpu_seconds(cfg) - cpu0
     n = max(1, result["requests"])
     items = 32 if cfg.bodies == "batch32" else 1
+    ok = result["requests"] - result["status_errors"]  # only 2xx answers count as served
+    seconds_run = result["duration_us"] / 1e6
     return {
         "config": cfg.name,
         "group": cfg.group,
         "concurrency": concurrency,
         "requests": result["requests"],
-        "rps": result["requests"] / (result["duration_us"] / 1e6),
-        "items_per_s": items * result["requests"] / (result["duration_us"] / 1e6),
+        "rps": ok / seconds_run,
+        "items_per_s": items * ok / seconds_run,
         "p50_ms": result["p50_us"] / 1000,
         "p99_ms": result["p99_us"] / 1000,
         "errors": result["status_errors"] + result["connect_errors"] + result["read_errors"]

@@ -1,16 +1,21 @@
 """A peer model server: LitServe serving the same TF-IDF model with its batching on
 (max_batch_size 16, batch_timeout 5 ms). Run: python litserve_tfidf.py PORT"""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: LitServe reads decode_request's type hint at run
+# time to build its request model, and a string hint turns the body into a query parameter.
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import litserve as ls
+from pydantic import BaseModel
 
 from ml_prod_api.providers.tfidf import TfidfProvider
+
+
+class PredictRequest(BaseModel):
+    text: str
 
 
 class TfidfAPI(ls.LitAPI):
@@ -19,8 +24,8 @@ class TfidfAPI(ls.LitAPI):
         self.model.load()
         self.threshold = self.model.default_threshold or 0.5
 
-    def decode_request(self, request: dict[str, Any]) -> str:
-        return str(request["text"])
+    def decode_request(self, request: PredictRequest) -> str:
+        return request.text
 
     def predict(self, texts: list[str]) -> list[float]:
         return [s.probability_toxic for s in self.model.predict_batch(texts)]

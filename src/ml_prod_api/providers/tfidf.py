@@ -21,6 +21,7 @@ anything is unpickled. Pickle runs code, so only load artifacts you built or tru
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -36,7 +37,9 @@ import sklearn
 from sklearn.exceptions import InconsistentVersionWarning
 
 from ml_prod_api.errors import ModelLoadError
+from ml_prod_api.providers import tfidf_fast
 from ml_prod_api.providers.base import Contribution, Provider, ProviderInfo, Score
+from ml_prod_api.providers.tfidf_fast import FastLinearScorer
 from ml_prod_api.textnorm import normalize
 
 if TYPE_CHECKING:
@@ -69,7 +72,7 @@ def lexicon_hits(normalized: str, lexicon: frozenset[str]) -> int:
     return sum(1 for word in _LEXICON_TOKEN.findall(normalized) if word in lexicon)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LinearTextModel:
     """The fitted model: two stock TfidfVectorizers, a lexicon and one folded weight vector."""
 
@@ -131,6 +134,7 @@ class LinearTextModel:
         return feature
 
     def logits(self, normalized: Sequence[str]) -> np.ndarray:
+        """The reference computation, with scikit-learn's transform."""
         x_word, x_char = self.features(normalized)
         logits: np.ndarray = (
             x_word @ self.coef_word
@@ -140,9 +144,25 @@ class LinearTextModel:
         )
         return logits
 
+    @functools.cached_property
+    def fast(self) -> FastLinearScorer | None:
+        # The same numbers several times faster (see tfidf_fast); None if the vectorizers use
+        # settings it does not implement.
+        return FastLinearScorer(self) if tfidf_fast.supports(self) else None
+
+    def fast_logits(self, normalized: Sequence[str]) -> np.ndarray:
+        if self.fast is None:
+            return self.logits(normalized)
+        logits: np.ndarray = (
+            self.fast.linear(normalized)
+            + self.coef_lexicon * self.lexicon_feature(normalized)
+            + self.intercept
+        )
+        return logits
+
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Probability of the toxic class for raw texts (normalised here)."""
-        logits = self.logits([normalize(text) for text in texts])
+        logits = self.fast_logits([normalize(text) for text in texts])
         proba: np.ndarray = 1.0 / (1.0 + np.exp(-logits))
         return proba
 
