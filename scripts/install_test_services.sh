@@ -13,6 +13,8 @@ command -v redis-server >/dev/null || need+=(redis-server)
 # debootstrap for the stand-in base image (scripts/make_base_image.sh).
 { command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null; } \
   || need+=(podman buildah runc debootstrap containernetworking-plugins iptables uidmap)
+# ... and name resolution between compose services on podman's CNI networks.
+[ -x /usr/lib/cni/dnsname ] || need+=(golang-github-containernetworking-plugin-dnsname)
 command -v wrk >/dev/null || need+=(wrk)
 
 if [ ${#need[@]} -eq 0 ]; then

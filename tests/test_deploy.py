@@ -626,8 +626,11 @@ def podman_available() -> Iterator[None]:
 @pytest.mark.integration
 @pytest.mark.timeout(2400)
 def test_container_builds_runs_non_root_and_drains(podman_available: None) -> None:
+    """Build, run, drain, several workers, then the compose stack (api, redis, prometheus)."""
     script = ROOT / "scripts" / "container_smoke.sh"
-    result = run(["bash", str(script)], timeout=2300, cwd=ROOT)
+    # The compose step uses the podman-compose pinned in requirements-dev.txt.
+    env = {**os.environ, "PODMAN_COMPOSE": tool("podman-compose")}
+    result = run(["bash", str(script)], timeout=2300, cwd=ROOT, env=env)
     output = result.stdout + result.stderr
     if result.returncode == 77:
         reason = next((line for line in output.splitlines() if "CANNOT RUN HERE" in line), "")
