@@ -38,9 +38,9 @@ def _records(server: LoggedServer, event: str) -> list[dict[str, object]]:
 
 # --- 1. overload -------------------------------------------------------------------------------
 def test_overload_refuses_the_excess_with_429_and_keeps_serving(tmp_path: Path) -> None:
-    # A slow model (50 ms a call, 2 texts a call) behind a queue of 4 texts, offered 24 requests
+    # A slow model (200 ms a call, 1 text a call) behind a queue of 2 texts, offered 24 requests
     # at once: some are served, the rest refused at once with the envelope and Retry-After.
-    settings = {"STUB_DELAY_MS": "50", "BATCH_MAX_SIZE": "2", "QUEUE_MAX_ITEMS": "4"}
+    settings = {"STUB_DELAY_MS": "200", "BATCH_MAX_SIZE": "1", "QUEUE_MAX_ITEMS": "2"}
     with run_logged_server(tmp_path / "server.log", **settings) as server:
         server.wait_ready(timeout_s=60)
         answers: list[httpx2.Response] = []
@@ -104,7 +104,8 @@ def test_sigterm_under_load_loses_no_request_and_exits_0(tmp_path: Path) -> None
         workers = [threading.Thread(target=load, args=(w,)) for w in range(6)]
         for t in workers:
             t.start()
-        while len(outcomes) < 30:  # load is running
+        deadline = time.monotonic() + 60
+        while len(outcomes) < 30 and time.monotonic() < deadline:  # load is running
             time.sleep(0.01)
         before = len(outcomes)
         server.proc.send_signal(signal.SIGTERM)
@@ -230,8 +231,11 @@ def test_a_poisoned_text_fails_only_its_own_request() -> None:
             asyncio.ensure_future(service.predict(texts))
             for texts in (["fine one"], ["poison here"], ["fine two", "fine three"])
         ]
-        while service.queued_items < 4:
+        for _ in range(5000):  # bounded: 5 s
+            if service.queued_items >= 4:
+                break
             await asyncio.sleep(0.001)
+        assert service.queued_items == 4
         provider.gate.set()
         await blocker
         results = await asyncio.gather(*jobs, return_exceptions=True)
