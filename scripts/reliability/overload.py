@@ -116,6 +116,22 @@ async def drill(port: int, seconds: float, factor: float, report: harness.Report
     report.figure(
         "refused_p50_p99_max_ms", [round(percentile(ref_ms, q), 1) for q in (50, 99, 100)]
     )
+    # The same from the moment each request was written, without the generator's own lag (a
+    # busy client, a connection being opened): what the kernel's buffers and the server took.
+    acc_sent = [(r.latency - r.send_lag) * 1000 for r in accepted]
+    ref_sent = [(r.latency - r.send_lag) * 1000 for r in refused]
+    lag = [r.send_lag * 1000 for r in results if r.status]
+    report.figure(
+        "accepted_after_send_p50_p99_max_ms",
+        [round(percentile(acc_sent, q), 1) for q in (50, 99, 100)],
+    )
+    report.figure(
+        "refused_after_send_p50_p99_max_ms",
+        [round(percentile(ref_sent, q), 1) for q in (50, 99, 100)],
+    )
+    report.figure(
+        "generator_lag_p50_p99_max_ms", [round(percentile(lag, q), 1) for q in (50, 99, 100)]
+    )
     report.figure("unsent_client_at_max_conns", load.stats.unsent)
     report.figure("connections_opened", load.stats.connections_opened)
     report.figure("overload_wall_s", round(wall, 1))
@@ -150,16 +166,16 @@ async def drill(port: int, seconds: float, factor: float, report: harness.Report
         harness.summarize(net_errors)["errors"] if net_errors else "",
     )
     deadline_ms = report.figures["settings"]["timeout_ms"]
-    slowest = max((r.latency * 1000 for r in results if r.status), default=0.0)
+    slowest = max(((r.latency - r.send_lag) * 1000 for r in results if r.status), default=0.0)
     report.expect(
-        "no answer later than the deadline (+250 ms of HTTP)",
+        "no answer later than the deadline (+250 ms of HTTP) after the request was sent",
         slowest <= deadline_ms + 250,
         f"slowest {slowest:.0f} ms, deadline {deadline_ms} ms",
     )
     report.expect(
-        "refusals are fast (p99 < 50 ms)",
-        percentile(ref_ms, 99) < 50,
-        f"p99 {percentile(ref_ms, 99):.1f} ms",
+        "refusals are fast (p99 < 50 ms after the request was sent)",
+        percentile(ref_sent, 99) < 50,
+        f"p99 {percentile(ref_sent, 99):.1f} ms",
     )
     report.expect(
         "normal latency within 2 s of the load stopping",
