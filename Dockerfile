@@ -34,6 +34,12 @@ COPY src ./src
 RUN pip install --no-cache-dir --no-deps . \
     && python -m compileall -q /opt/venv/lib
 
+# Every artifact under models/ (tfidf, onnx, transformer when present), made readable by the app
+# whatever its mode in the checkout (a 0600 file would be unreadable by uid 10001). Done here so
+# that the runtime image gets the models in one layer with the right modes.
+COPY models /build/models
+RUN chmod -R a+rX,go-w /build/models
+
 # ---- runtime: the interpreter, the venv, the models; no compilers, no pip cache, no root ------
 FROM python:3.11-slim-bookworm AS runtime
 
@@ -55,8 +61,7 @@ RUN groupadd --gid 10001 app \
 
 COPY --from=builder /opt/venv /opt/venv
 WORKDIR /app
-# Every artifact under models/ (tfidf, and onnx when it has been built) ships in the image.
-COPY models ./models
+COPY --from=builder /build/models ./models
 
 # Read-only-root friendly: the only writes are under /tmp (prometheus-client's multiprocess
 # directory when WEB_CONCURRENCY > 1, Python's tempfile). Mount a tmpfs or emptyDir there.

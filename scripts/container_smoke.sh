@@ -199,7 +199,9 @@ if podman exec "$NAME" /bin/sh -c 'touch /app/x' 2>/dev/null; then
   fail "the root filesystem is writable"
 fi
 podman exec "$NAME" /bin/sh -c 'touch /tmp/probe && rm /tmp/probe' || fail "/tmp is not writable"
-step_done "processes run as uid 10001; / read-only, /tmp writable"
+unreadable="$(podman exec "$NAME" find /app/models ! -readable)"
+[ -z "$unreadable" ] || fail "model files the app cannot read: $unreadable"
+step_done "processes run as uid 10001; / read-only, /tmp writable, every model file readable"
 
 # The README's example, byte for byte.
 curl -s --max-time 10 -X POST "http://127.0.0.1:$PORT/v1/predict" \

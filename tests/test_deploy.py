@@ -158,7 +158,10 @@ def test_dockerfile_installs_pinned_requirements_without_cache_or_compilers() ->
         assert compiler not in runtime_runs
     copies = [a for k, a in by_stage["runtime"] if k == "COPY"]
     assert "--from=builder /opt/venv /opt/venv" in copies
-    assert "models ./models" in copies, "the image must ship models/ as a whole"
+    assert "--from=builder /build/models ./models" in copies
+    builder_copies = [a for k, a in by_stage["builder"] if k == "COPY"]
+    assert "models /build/models" in builder_copies, "the image must ship models/ as a whole"
+    assert any("chmod -R a+rX" in r for r in runs["builder"]), "models readable by uid 10001"
 
 
 def test_dockerignore_is_an_allow_list_covering_every_copy() -> None:
