@@ -388,3 +388,4 @@ fi
 skip_step "grafana in the compose stack: grafana/grafana cannot be pulled and Debian has no package"
 skip_step "torch variant: its CPU wheels come from download.pytorch.org, unreachable here"
 say "PASSED in $(( $(date +%s) - START )) s"
+rm -rf "$LOGDIR"  # kept only when a step failed
