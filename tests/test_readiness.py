@@ -70,3 +70,24 @@ def test_draining_turns_readiness_off_but_still_serves(client: TestClient) -> No
     assert "model_ready 0.0" in client.get("/metrics").text
     # During the grace period the load balancer may still send: those requests are served.
     assert client.post("/v1/predict", json={"text": "hello"}).status_code == 200
+
+
+def test_readiness_waits_for_every_worker(client: TestClient, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import os
+
+    from ml_prod_api.serving.workers import WorkerBoard
+
+    board = WorkerBoard(tmp_path, expected=2)
+    client.app.state.worker_board = board  # type: ignore[attr-defined]
+    board.publish(client.app.state.service.readiness)  # type: ignore[attr-defined]
+    r = client.get("/readyz")
+    assert r.status_code == 503
+    assert r.json()["status"] == "loading (1 of 2 workers ready)"
+    (tmp_path / "ready-999999999").touch()  # a worker that died without cleaning up
+    assert client.get("/readyz").status_code == 503
+    assert not (tmp_path / "ready-999999999").exists()
+    (tmp_path / f"ready-{os.getppid()}").touch()  # a live second worker
+    assert client.get("/readyz").status_code == 200
+    client.app.state.service.begin_drain()  # type: ignore[attr-defined]
+    board.publish(client.app.state.service.readiness)  # type: ignore[attr-defined]
+    assert not board.marker.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -22,6 +23,7 @@ from ml_prod_api.logs import configure_logging
 from ml_prod_api.metrics import Metrics
 from ml_prod_api.providers import create_provider
 from ml_prod_api.serving import InferenceService
+from ml_prod_api.serving.workers import WorkerBoard
 from ml_prod_api.settings import ConfigError, Settings, load_settings
 
 DESCRIPTION = """Text-toxicity classification. Every error answers one JSON envelope:
@@ -34,6 +36,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings = load_settings()
     configure_logging(settings.log_level)
     metrics = Metrics()
+    board = (
+        WorkerBoard(Path(metrics.multiprocess_dir), settings.web_concurrency)
+        if metrics.multiprocess_dir and settings.web_concurrency > 1
+        else None
+    )
     service = InferenceService(
         lambda: create_provider(settings),
         batch_max_size=settings.batch_max_size,
@@ -41,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         queue_max_items=settings.queue_max_items,
         request_timeout_ms=settings.request_timeout_ms,
         metrics=metrics,
+        on_readiness=board.publish if board is not None else None,
     )
     docs = settings.docs_enabled
     app = FastAPI(
@@ -58,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.service = service
     app.state.metrics = metrics
+    app.state.worker_board = board
     app.state.body_limit = settings.body_limit
     app.state.rate_limiter = RateLimiter(settings, metrics) if settings.rate_limit else None
     install_error_handlers(app)

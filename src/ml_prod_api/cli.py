@@ -72,8 +72,9 @@ def metrics_directory(workers: int) -> Iterator[None]:
     given = os.environ.get(MULTIPROC_ENV)
     if given:
         Path(given).mkdir(parents=True, exist_ok=True)
-        for stale in Path(given).glob("*.db"):
-            stale.unlink()
+        for pattern in ("*.db", "ready-*"):
+            for stale in Path(given).glob(pattern):
+                stale.unlink()
         yield
         return
     if workers == 1:

@@ -30,6 +30,7 @@ from ml_prod_api.metrics import CONTENT_TYPE_LATEST, Metrics
 from ml_prod_api.providers.base import Contribution, Score
 from ml_prod_api.serving import InferenceService
 from ml_prod_api.serving.service import InferenceResult
+from ml_prod_api.serving.workers import WorkerBoard
 from ml_prod_api.settings import Settings
 
 EXPLAIN_TOP_K = 10
@@ -237,16 +238,23 @@ async def healthz() -> HealthResponse:
     summary="Readiness: model loaded and warm, not draining",
     responses={503: {"model": ReadyResponse, "description": "loading, draining or failed"}},
 )
-async def readyz(settings: SettingsDep, service: ServiceDep) -> Any:
+async def readyz(request: Request, settings: SettingsDep, service: ServiceDep) -> Any:
     readiness = service.readiness
     provider = service.provider
+    status, ready = readiness.describe(), readiness.ready
+    board: WorkerBoard | None = request.app.state.worker_board
+    if ready and board is not None:
+        # Whichever worker answers, "ready" must hold for every worker behind the socket.
+        count = board.ready_workers()
+        if count < board.expected:
+            status, ready = f"loading ({count} of {board.expected} workers ready)", False
     body = ReadyResponse(
-        status=readiness.describe(),
-        ready=readiness.ready,
+        status=status,
+        ready=ready,
         provider=settings.model_provider,
         model_version=provider.version if provider is not None else None,
     )
-    if readiness.ready:
+    if ready:
         return body
     return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
 

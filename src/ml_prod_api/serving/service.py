@@ -94,8 +94,10 @@ class InferenceService:
         queue_max_items: int = 2048,
         request_timeout_ms: int = 10_000,
         metrics: Metrics | None = None,
+        on_readiness: Callable[[Readiness], None] | None = None,
     ) -> None:
         self._provider_factory = provider_factory
+        self._on_readiness = on_readiness
         self._provider: Provider | None = None
         self.batch_max_size = batch_max_size
         self.batch_max_wait_s = batch_max_wait_ms / 1000.0
@@ -158,6 +160,8 @@ class InferenceService:
     def _set_state(self, state: Readiness) -> None:
         self._state = state
         self.stats.set_ready(state.ready)
+        if self._on_readiness is not None:
+            self._on_readiness(state)
 
     # --- the async side ----------------------------------------------------------------------
     @property
