@@ -48,16 +48,16 @@ class Result:
     kind: str
     started: float  # time.monotonic() when the request was due (open loop) or sent
     latency: float  # seconds until the whole response was read, or until the failure
-    # Seconds from `started` until the request was written: the generator's own lag (a busy
-    # client, a connection being opened). `latency - send_lag` is what the network and the
-    # server took; open-loop latency from the due time is what a user would see.
-    send_lag: float = 0.0
     status: int  # 0 when no HTTP response came back
     error: str | None = None  # REFUSED, CONNECT_FAILED, LOST, TIMEOUT, STALE
     code: str | None = None  # the error envelope's code, for non-2xx answers
     retry_after: str | None = None
     request_id: str = ""
     reused: bool = False  # sent on a kept-alive connection
+    # Seconds from `started` until the request was written: the generator's own lag (a busy
+    # client, a connection being opened). `latency - send_lag` is what the network and the
+    # server took; open-loop latency from the due time is what a user would see.
+    send_lag: float = 0.0
 
 
 @dataclass

@@ -6,7 +6,7 @@ descriptors, threads and TCP connections are sampled every 5 s. The first 10% of
 are the warm-up (allocator pools, caches, connection pool); growth is measured from the end of
 the warm-up to the end of the run, and once more after the load stops.
 
-Expected: RSS growth under 5%, fds and threads flat, zero errors.
+Expected: RSS growth under 5%, fds (other than connections) and threads flat, zero errors.
 
     python -m scripts.reliability.soak                       # tfidf, 200,000 requests
     python -m scripts.reliability.soak --quick               # tfidf, 10,000 requests
@@ -25,7 +25,8 @@ from scripts.reliability.loadgen import Client, open_loop
 
 async def drill(pid: int, port: int, n: int, rate: float, report: harness.Report) -> None:
     make = harness.mixed_maker(harness.make_texts(2000), batch_share=0.1, batch_max=8)
-    client = Client("127.0.0.1", port, max_conns=128, timeout_s=30)
+    # Enough connections to ride out a few seconds' stall of this shared machine at full rate.
+    client = Client("127.0.0.1", port, max_conns=1024, timeout_s=30)
     samples: list[tuple[int, harness.ProcessSample]] = []
     done = asyncio.Event()
 
@@ -51,6 +52,8 @@ async def drill(pid: int, port: int, n: int, rate: float, report: harness.Report
     growth = (end.rss_mb - start.rss_mb) / start.rss_mb * 100
     idle_growth = (idle.rss_mb - start.rss_mb) / start.rss_mb * 100
     fds = [s.fds for s in warm] or [0]
+    # Each client connection is one fd; what must stay flat is everything else.
+    other_fds = [s.fds - s.connections for s in warm] or [0]
     threads = [s.threads for s in warm] or [0]
     report.figure("requests", harness.summarize(results))
     report.figure("batch_requests", sum(1 for r in results if r.kind == "batch"))
@@ -63,6 +66,8 @@ async def drill(pid: int, port: int, n: int, rate: float, report: harness.Report
     report.figure("rss_mb_idle_after", round(idle.rss_mb, 1))
     report.figure("rss_growth_pct", round(growth, 2))
     report.figure("fds_min_max", [min(fds), max(fds)])
+    report.figure("fds_other_than_tcp_min_max", [min(other_fds), max(other_fds)])
+    report.figure("fds_at_start_and_idle_after", [samples[0][1].fds, idle.fds])
     report.figure("threads_min_max", [min(threads), max(threads)])
     report.figure(
         "samples (requests done, rss MB, fds, threads, tcp)",
@@ -78,11 +83,12 @@ async def drill(pid: int, port: int, n: int, rate: float, report: harness.Report
     report.expect(
         "RSS once idle within 5% of the warm-up figure", idle_growth < 5.0, f"{idle_growth:.2f}%"
     )
-    # Flat: no more than the connection churn of the load (keep-alive connections come and go).
+    # Sockets follow the load's connections (a stall of the machine makes the generator open
+    # more); a leak shows as fds that are not connections, or fds left once the load is gone.
     report.expect(
-        "open fds flat",
-        max(fds) - min(fds) <= 16 and idle.fds <= min(fds) + 2,
-        f"{min(fds)}..{max(fds)}, idle {idle.fds}",
+        "open fds flat (other than connections; back to the start value once idle)",
+        max(other_fds) - min(other_fds) <= 2 and idle.fds <= samples[0][1].fds + 2,
+        f"other {min(other_fds)}..{max(other_fds)}, start {samples[0][1].fds}, idle {idle.fds}",
     )
     report.expect(
         "threads flat", max(threads) - min(threads) <= 2, f"{min(threads)}..{max(threads)}"
