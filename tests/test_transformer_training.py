@@ -178,7 +178,7 @@ def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     names = export_onnx.export_fp32(checkpoint, fp32)
     config = json.loads((checkpoint / "config.json").read_text())
     fused = checkpoint / "model_fp32_fused.onnx"
-    export_onnx.fuse(fp32, fused, config)
+    export_onnx.fuse(fp32, fused, config, attention=False)
     output = root / "onnx"
     output.mkdir()
     export_onnx.quantize(fused, output / "model.onnx")
@@ -226,6 +226,42 @@ def test_int8_model_loads_and_stays_close(exported: Any) -> None:
     assert proba.shape == (len(TEXTS),)
     assert np.all((proba >= 0) & (proba <= 1))
     assert np.abs(proba - reference).max() < 0.1  # random tiny weights: a loose bound
+
+
+def test_dynamic_scheme_quantises_the_fully_fused_graph(exported: Any, tmp_path: Path) -> None:
+    _, checkpoint, output, _, (fp32, _) = exported
+    config = json.loads((checkpoint / "config.json").read_text())
+    fused = tmp_path / "fused.onnx"
+    stats = export_onnx.fuse(fp32, fused, config, attention=True)
+    assert stats.get("Attention") == 2
+    info = export_onnx.quantize(fused, tmp_path / "dynamic.onnx", scheme="dynamic")
+    assert info["scheme"] == "dynamic"
+    proba = OnnxScorer(output, tmp_path / "dynamic.onnx", threads=1).predict_proba(TEXTS)
+    assert np.all((proba >= 0) & (proba <= 1))
+
+
+def test_embeddings_per_row_int8_stay_close() -> None:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    table = rng.normal(0, 0.05, size=(50, 8)).astype(np.float32)
+    table[3] *= 40  # one row with a far larger range must not cost the others precision
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "ids"], ["out"], "lookup", axis=0)],
+        "embed",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["n"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 8])],
+        [numpy_helper.from_array(table, "table")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert export_onnx.quantize_embeddings_per_row(model, min_rows=10) == ["table"]
+    onnx.checker.check_model(model)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    ids = np.arange(50, dtype=np.int64)
+    got = session.run(["out"], {"ids": ids})[0]
+    assert np.abs(got - table).max(axis=1)[np.arange(50) != 3].max() < 0.2 / 127 * 1.01
+    np.testing.assert_allclose(got[3], table[3], atol=np.abs(table[3]).max() / 127)
 
 
 def test_shipped_tokenizer_truncates_and_pads_right(exported: Any) -> None:
