@@ -23,6 +23,7 @@ def _default_models_dir() -> Path:
     beside_source = PROJECT_ROOT / "models"
     return beside_source if beside_source.is_dir() else Path.cwd() / "models"
 
+
 # JSON may escape one character as `\uXXXX` (6 bytes); the derived body limit allows that for a
 # full batch of maximal texts, plus room for the JSON structure.
 _BYTES_PER_CHAR_ESCAPED = 6
