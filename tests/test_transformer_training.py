@@ -3,12 +3,16 @@
 The encoders are built from a config in a fixture (BERT and DistilBERT, a few thousand
 parameters, a small word-piece vocabulary written here), so nothing is downloaded and no
 `../shared/data` is needed; the end-to-end test trains on the licensed fixture sample.
+Tests that train or export need torch, transformers and onnx and are skipped without them; the
+shipped int8 model is checked with onnxruntime and tokenizers alone, as it is served.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import string
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,16 +20,27 @@ from typing import Any
 import numpy as np
 import pytest
 
-torch = pytest.importorskip(
-    "torch", reason="torch is not installed (pip install -r requirements-transformer.txt)"
-)
-transformers = pytest.importorskip(
-    "transformers", reason="transformers is not installed (requirements-transformer.txt)"
-)
 ort = pytest.importorskip(
-    "onnxruntime", reason="onnxruntime is not installed (requirements-transformer.txt)"
+    "onnxruntime",
+    reason="onnxruntime is not installed (pip install -r requirements-transformer.txt)",
 )
-pytest.importorskip("onnx", reason="onnx is not installed (pip install -r requirements-train.txt)")
+pytest.importorskip(
+    "tokenizers", reason="tokenizers is not installed (pip install -r requirements-transformer.txt)"
+)
+
+
+def _installed(*modules: str) -> bool:
+    return all(importlib.util.find_spec(m) is not None for m in modules)
+
+
+needs_onnx = pytest.mark.skipif(
+    not _installed("onnx"), reason="onnx is not installed (pip install -r requirements-train.txt)"
+)
+needs_torch = pytest.mark.skipif(
+    not _installed("torch", "transformers", "onnx"),
+    reason="torch, transformers or onnx is not installed (pip install -r "
+    "requirements-transformer.txt -r requirements-train.txt)",
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "training"))
@@ -100,6 +115,9 @@ def vocabulary() -> dict[str, int]:
 
 def make_checkpoint(folder: Path, architecture: str = "bert", seed: int = 0) -> Path:
     """A random-weight encoder with a 2-way head and a real word-piece tokenizer."""
+    import torch
+    import transformers
+
     vocab = vocabulary()
     labels: dict[str, Any] = {
         "id2label": train_transformer.ID2LABEL,
@@ -187,6 +205,7 @@ def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     return request.param, checkpoint, output, names, (fp32, fused)
 
 
+@needs_torch
 def test_inputs_follow_the_architecture(exported: Any) -> None:
     architecture, _, output, names, _ = exported
     expected = ["input_ids", "attention_mask"]
@@ -200,6 +219,7 @@ def test_inputs_follow_the_architecture(exported: Any) -> None:
     assert [(o["name"], o["type"]) for o in signature["outputs"]] == [("logits", "tensor(float)")]
 
 
+@needs_torch
 @pytest.mark.parametrize("graph", ["exported", "fused"])
 def test_fp32_onnx_agrees_with_torch_on_padded_batches(exported: Any, graph: str) -> None:
     _, checkpoint, output, _, (fp32, fused) = exported
@@ -215,6 +235,7 @@ def test_fp32_onnx_agrees_with_torch_on_padded_batches(exported: Any, graph: str
     np.testing.assert_allclose(one, torch_logits[:1], atol=1e-4)
 
 
+@needs_torch
 def test_int8_model_loads_and_stays_close(exported: Any) -> None:
     _, checkpoint, output, _, (fp32, fused) = exported
     int8 = output / "model.onnx"
@@ -228,6 +249,7 @@ def test_int8_model_loads_and_stays_close(exported: Any) -> None:
     assert np.abs(proba - reference).max() < 0.1  # random tiny weights: a loose bound
 
 
+@needs_torch
 def test_dynamic_scheme_quantises_the_fully_fused_graph(exported: Any, tmp_path: Path) -> None:
     _, checkpoint, output, _, (fp32, _) = exported
     config = json.loads((checkpoint / "config.json").read_text())
@@ -240,6 +262,7 @@ def test_dynamic_scheme_quantises_the_fully_fused_graph(exported: Any, tmp_path:
     assert np.all((proba >= 0) & (proba <= 1))
 
 
+@needs_onnx
 def test_embeddings_per_row_int8_stay_close() -> None:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -264,6 +287,7 @@ def test_embeddings_per_row_int8_stay_close() -> None:
     np.testing.assert_allclose(got[3], table[3], atol=np.abs(table[3]).max() / 127)
 
 
+@needs_torch
 def test_shipped_tokenizer_truncates_and_pads_right(exported: Any) -> None:
     from tokenizers import Tokenizer
 
@@ -277,7 +301,10 @@ def test_shipped_tokenizer_truncates_and_pads_right(exported: Any) -> None:
     assert set(short.ids[4:]) == {tokenizer.token_to_id("[PAD]")}
 
 
+@needs_torch
 def test_platt_scaling_folds_exactly_into_the_classifier(tmp_path: Path) -> None:
+    import transformers
+
     checkpoint = make_checkpoint(tmp_path / "ck", "bert", seed=1)
     model = transformers.AutoModelForSequenceClassification.from_pretrained(checkpoint).eval()
     tokenizer = transformers.AutoTokenizer.from_pretrained(checkpoint)
@@ -324,6 +351,7 @@ def test_epoch_rows_sample_davidson_fresh_each_epoch() -> None:
     assert all(10 <= i < 110 for i in first[10:])
 
 
+@needs_torch
 @pytest.mark.slow
 def test_train_export_and_evaluate_end_to_end(tmp_path: Path) -> None:
     """train_transformer.py -> export_onnx.py on the fixture sample, as the scripts run."""
@@ -405,3 +433,55 @@ def test_train_export_and_evaluate_end_to_end(tmp_path: Path) -> None:
         for prefix in ("onnx", "transformer")
         for name in ("roc.png", "precision_recall.png", "reliability.png", "bias_madlibs.png")
     )
+
+
+# --- the shipped artifact -------------------------------------------------------------------
+
+SHIPPED = REPO_ROOT / "models" / "onnx"
+KNOWN = {
+    "you are a fucking idiot": True,
+    "shut up you stupid bitch": True,
+    "I hope you have a lovely day": False,
+    "Thanks for the help with my homework!": False,
+    "The game starts at 7pm tonight": False,
+}
+
+
+def test_shipped_artifact_is_complete_and_consistent() -> None:
+    from data_sources import sha256_of
+
+    metadata = json.loads((SHIPPED / "metadata.json").read_text())
+    assert metadata["model_version"].endswith(metadata["artifact"]["sha256"][:12])
+    assert sha256_of(SHIPPED / "model.onnx") == metadata["artifact"]["sha256"]
+    config = json.loads((SHIPPED / "config.json").read_text())
+    assert config["id2label"] == {"0": "non-toxic", "1": "toxic"}
+    assert config["problem_type"] == "single_label_classification"
+    tokenizer = json.loads((SHIPPED / "tokenizer.json").read_text())
+    assert tokenizer["truncation"]["max_length"] == metadata["tokenizer"]["max_length"]
+    assert metadata["checks"]["int8_onnx_vs_fp32_torch"]["passed"]
+
+
+def test_shipped_int8_model_scores_known_sentences_without_torch() -> None:
+    """Scored in a fresh interpreter as `MODEL_PROVIDER=onnx` serves: torch is never imported."""
+    script = (
+        "import json, sys; sys.path.insert(0, 'training')\n"
+        "from pathlib import Path\n"
+        "from evaluate_transformer import OnnxScorer\n"
+        "scorer = OnnxScorer(Path('models/onnx'), threads=1)\n"
+        "texts = json.loads(sys.stdin.read())\n"
+        "print(json.dumps({'proba': scorer.predict_proba(texts).tolist(),"
+        " 'threshold': scorer.threshold, 'torch': 'torch' in sys.modules}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        input=json.dumps(list(KNOWN)),
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=60,
+        check=True,
+    )
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["torch"] is False
+    flagged = [p >= answer["threshold"] for p in answer["proba"]]
+    assert flagged == list(KNOWN.values())
