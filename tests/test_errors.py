@@ -147,3 +147,14 @@ def test_unexpected_exception_is_a_500_envelope(client: TestClient) -> None:
     err = assert_envelope(client.get("/test-broken"), 500, "internal_error")
     assert "unexpected" not in err["message"]
     assert client.get("/healthz").status_code == 200
+
+
+def test_schema_pattern_matches_the_whitespace_check(client: TestClient) -> None:
+    import re
+
+    spec = client.get("/openapi.json").json()
+    pattern = spec["components"]["schemas"]["PredictRequest"]["properties"]["text"]["pattern"]
+    compiled = re.compile(pattern)
+    for code in range(0x110000):
+        char = chr(code)
+        assert (compiled.search(char) is None) == char.isspace(), hex(code)

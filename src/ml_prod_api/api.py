@@ -18,6 +18,7 @@ from ml_prod_api.http.headers import SecurityHeadersMiddleware
 from ml_prod_api.http.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from ml_prod_api.http.ratelimit import RateLimiter
 from ml_prod_api.http.routes import router
+from ml_prod_api.http.validation import NOT_ONLY_WHITESPACE
 from ml_prod_api.lifecycle import make_lifespan
 from ml_prod_api.logs import configure_logging
 from ml_prod_api.metrics import Metrics
@@ -131,7 +132,11 @@ def _document_limits(app: FastAPI, settings: Settings) -> None:
         schema = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
-        text = {"minLength": 1, "maxLength": settings.max_text_length, "pattern": r"\S"}
+        text = {
+            "minLength": 1,
+            "maxLength": settings.max_text_length,
+            "pattern": NOT_ONLY_WHITESPACE,
+        }
         models = schema["components"]["schemas"]
         models["PredictRequest"]["properties"]["text"].update(text)
         texts = models["BatchPredictRequest"]["properties"]["texts"]

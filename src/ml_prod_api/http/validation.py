@@ -6,6 +6,14 @@ from collections.abc import Sequence
 
 from ml_prod_api.http.errors import ApiError
 
+# "Not whitespace only", as a JSON-Schema pattern that means the same under ECMA and Python
+# regex rules: Python's `str.isspace` set written out (`\S` differs between the two for
+# characters such as U+001C, which schemathesis found).
+_SPACE_CLASS = (
+    "\\t-\\r\\u001c- \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+)
+NOT_ONLY_WHITESPACE = f"[^{_SPACE_CLASS}]"
+
 
 def check_text(text: str, field: str, max_length: int) -> None:
     if not text or text.isspace():
