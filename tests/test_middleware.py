@@ -115,3 +115,80 @@ def test_request_context_ignores_non_http_scopes() -> None:
     mw = RequestContextMiddleware(app, metrics=Metrics(), model_fields=dict)
     asyncio.run(mw({"type": "lifespan"}, None, None))  # type: ignore[arg-type]
     assert called == ["lifespan"]
+
+
+def test_admission_refuses_beyond_the_in_flight_limit() -> None:
+    from ml_prod_api.http.middleware import AdmissionMiddleware
+
+    gate = asyncio.Event()
+    sent: list[Message] = []
+
+    async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+        await gate.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    mw = AdmissionMiddleware(slow_app, limit=2, paths=("/v1/predict",))
+
+    async def call(path: str) -> list[Message]:
+        out: list[Message] = []
+
+        async def send(message: Message) -> None:
+            out.append(message)
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+
+        await mw({"type": "http", "method": "POST", "path": path, "headers": []}, receive, send)
+        return out
+
+    async def scenario() -> None:
+        first = [asyncio.ensure_future(call("/v1/predict")) for _ in range(2)]
+        await asyncio.sleep(0)
+        refused = await call("/v1/predict")  # answered at once, while two are in flight
+        assert refused[0]["status"] == 429
+        assert (b"retry-after", b"1") in refused[0]["headers"]
+        assert json.loads(refused[1]["body"])["error"]["code"] == "overloaded"
+        other = asyncio.ensure_future(call("/healthz"))  # other paths are not counted
+        gate.set()
+        for done in await asyncio.gather(*first, other):
+            assert done[0]["status"] == 200
+        assert mw.in_flight == 0
+        sent.extend(refused)
+
+    asyncio.run(scenario())
+    assert sent
+
+
+def test_a_trickling_body_is_cut_off_by_the_read_timeout() -> None:
+    from ml_prod_api.http.middleware import BodyReadTimeout
+
+    async def trickle_receive() -> Message:
+        await asyncio.sleep(0.05)
+        return {"type": "http.request", "body": b"x", "more_body": True}
+
+    app = BodyLimitMiddleware(_echo_body_len_timeout, limit=10_000, read_timeout_s=0.2)
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    asyncio.run(app(_scope(), trickle_receive, send))
+    assert sent[0]["status"] == 408
+    assert issubclass(BodyReadTimeout, Exception)
+
+
+async def _echo_body_len_timeout(scope: Any, receive: Any, send: Any) -> None:
+    from ml_prod_api.http.middleware import BodyReadTimeout
+
+    try:
+        while True:
+            msg = await receive()
+            if not msg.get("more_body"):
+                break
+    except BodyReadTimeout:
+        await send({"type": "http.response.start", "status": 408, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b""})

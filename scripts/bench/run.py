@@ -66,15 +66,22 @@ def sentences() -> list[str]:
     return [line.strip() for line in (BENCH / "sentences.txt").read_text().splitlines() if line]
 
 
-def write_bodies(tmp: Path) -> dict[str, Path]:
-    """One JSON body per line: mostly single tweets, some longer posts made of several."""
+def mixed_texts() -> list[str]:
+    """The served texts: mostly single tweets, one in seven a longer post made of 2-6 of them.
+    The in-process figures use the very same list, so served and raw throughput compare."""
     rng = random.Random(8)
     texts = sentences()
-    singles = []
-    for i, text in enumerate(texts):
-        if i % 7 == 0:
-            text = " ".join(rng.sample(texts, rng.randint(2, 6)))
-        singles.append(json.dumps({"text": text}))
+    return [
+        " ".join(rng.sample(texts, rng.randint(2, 6))) if i % 7 == 0 else text
+        for i, text in enumerate(texts)
+    ]
+
+
+def write_bodies(tmp: Path) -> dict[str, Path]:
+    """One JSON body per line (see mixed_texts); batches of 32 drawn from the same texts."""
+    rng = random.Random(9)
+    texts = mixed_texts()
+    singles = [json.dumps({"text": text}) for text in texts]
     batches = [json.dumps({"texts": rng.sample(texts, 32)}) for _ in range(200)]
     out = {"single": tmp / "single.jsonl", "batch32": tmp / "batch32.jsonl"}
     out["single"].write_text("\n".join(singles) + "\n")
@@ -229,7 +236,7 @@ def inprocess(have_onnx: bool, repeats: int) -> dict[str, Any]:
     from ml_prod_api.providers.sequence import Windows, pad_batch
     from ml_prod_api.providers.tfidf import TfidfProvider
 
-    texts = sentences()
+    texts = mixed_texts()
     out: dict[str, Any] = {}
 
     def rate(fn: Any, batch: int) -> float:

@@ -15,7 +15,11 @@ from ml_prod_api import __version__
 from ml_prod_api.http.auth import ApiKeyGuard, ApiKeyStore
 from ml_prod_api.http.errors import install_error_handlers
 from ml_prod_api.http.headers import SecurityHeadersMiddleware
-from ml_prod_api.http.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from ml_prod_api.http.middleware import (
+    AdmissionMiddleware,
+    BodyLimitMiddleware,
+    RequestContextMiddleware,
+)
 from ml_prod_api.http.ratelimit import RateLimiter
 from ml_prod_api.http.routes import router
 from ml_prod_api.http.validation import NOT_ONLY_WHITESPACE
@@ -83,8 +87,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # The order, outermost first: proxy headers (the real client address), request context
     # (id, access log, metrics, last-resort 500), security headers, CORS, API keys (before any
-    # body is read), body limit, then FastAPI. `add_middleware` prepends, so add in reverse.
-    app.add_middleware(BodyLimitMiddleware, limit=settings.body_limit)
+    # body is read), admission (in-flight cap), body limit, then FastAPI. `add_middleware`
+    # prepends, so add in reverse.
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=settings.body_limit,
+        read_timeout_s=settings.body_read_timeout_seconds,
+    )
+    app.add_middleware(
+        AdmissionMiddleware,
+        limit=settings.max_in_flight_requests,
+        paths=("/v1/predict", "/v1/predict_batch"),
+    )
     if key_store.enabled:
         app.add_middleware(
             ApiKeyGuard, store=key_store, protect_metrics=settings.metrics_require_key

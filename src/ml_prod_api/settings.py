@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     batch_max_wait_ms: float = Field(default=0.0, ge=0.0, le=1000.0)
     queue_max_items: int = Field(default=2048, ge=1)
     request_timeout_ms: int = Field(default=10_000, ge=1)
+    body_read_timeout_seconds: float = Field(
+        default=10.0, gt=0.0, le=600.0, description="A request body must arrive within this."
+    )
+    max_in_flight_requests: int = Field(
+        default=256, ge=1, description="Prediction requests in flight before an immediate 429."
+    )
 
     # --- lifecycle ---------------------------------------------------------------------------
     drain_grace_seconds: float = Field(default=3.0, ge=0.0, le=300.0)

@@ -8,6 +8,7 @@ may quote input).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
@@ -32,6 +33,7 @@ error_log = logging.getLogger("ml_prod_api.http")
 _SANE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
 LOG_SCOPE_KEY = "ml_prod_api.log"
+ARRIVED_SCOPE_KEY = "ml_prod_api.arrived"  # time.monotonic() when the request came in
 
 # Generated ids: a random per-process prefix and a counter, unique across processes and
 # restarts like a UUID but without a urandom call per request (py-spy, issue 8).
@@ -103,6 +105,7 @@ class RequestContextMiddleware:
             await send(message)
 
         started = time.perf_counter()
+        scope[ARRIVED_SCOPE_KEY] = time.monotonic()
         self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_wrapper)
@@ -145,6 +148,15 @@ class BodyTooLarge(HTTPException):
         )
 
 
+class BodyReadTimeout(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(
+            status_code=408,
+            detail="the request body did not arrive in time (BODY_READ_TIMEOUT_SECONDS)",
+            headers={"Connection": "close"},
+        )
+
+
 class BodyLimitMiddleware:
     """Refuse bodies over `limit` bytes with the 413 envelope, before they are buffered whole.
 
@@ -154,9 +166,12 @@ class BodyLimitMiddleware:
     body is read; a chunked body is counted as it streams and cut off at the limit.
     """
 
-    def __init__(self, app: ASGIApp, *, limit: int) -> None:
+    def __init__(self, app: ASGIApp, *, limit: int, read_timeout_s: float | None = None) -> None:
         self.app = app
         self.limit = limit
+        # A body that trickles in (slowloris on the body) is cut off after this long; uvicorn
+        # has no body-read timeout of its own (reliability drill 8).
+        self.read_timeout_s = read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -173,14 +188,26 @@ class BodyLimitMiddleware:
                     return
                 break
         received = 0
+        body_done = False
+        read_until = (
+            time.monotonic() + self.read_timeout_s if self.read_timeout_s is not None else None
+        )
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done or read_until is None:
+                message = await receive()
+            else:
+                try:
+                    async with asyncio.timeout(max(0.0, read_until - time.monotonic())):
+                        message = await receive()
+                except TimeoutError:
+                    raise BodyReadTimeout() from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
                     raise BodyTooLarge()
+                body_done = not message.get("more_body", False)
             return message
 
         await self.app(scope, limited_receive, send)
@@ -194,3 +221,40 @@ class BodyLimitMiddleware:
             f"request body exceeds the limit of {self.limit} bytes (MAX_BODY_BYTES)",
             [(b"connection", b"close")],
         )
+
+
+class AdmissionMiddleware:
+    """Refuse prediction requests beyond `limit` in flight with an immediate 429.
+
+    The inference queue refuses work once it is full, but under several times its capacity the
+    event loop itself falls behind and requests wait in the process before they reach the queue
+    (the overload drill saw 20 s). Counting prediction requests in flight, before the body is
+    read, keeps the refusal cheap and fast. Hand-written: uvicorn's `--limit-concurrency` counts
+    every connection and answers a plain-text 503, which probes and clients would misread.
+    """
+
+    def __init__(self, app: ASGIApp, *, limit: int, paths: tuple[str, ...]) -> None:
+        self.app = app
+        self.limit = limit
+        self.paths = paths
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.limit:
+            await send_error(
+                send,
+                429,
+                "overloaded",
+                f"too many prediction requests in flight (limit {self.limit}, "
+                "MAX_IN_FLIGHT_REQUESTS)",
+                [(b"retry-after", b"1")],
+            )
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1

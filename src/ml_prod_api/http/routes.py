@@ -13,7 +13,7 @@ from ml_prod_api import API_VERSION, __version__
 from ml_prod_api.http.auth import CALLER_SCOPE_KEY
 from ml_prod_api.http.deps import MetricsDep, ServiceDep, SettingsDep
 from ml_prod_api.http.errors import error_body
-from ml_prod_api.http.middleware import request_log_fields
+from ml_prod_api.http.middleware import ARRIVED_SCOPE_KEY, request_log_fields
 from ml_prod_api.http.ratelimit import RateLimiter
 from ml_prod_api.http.schemas import (
     BatchPredictRequest,
@@ -175,6 +175,7 @@ async def predict(
         [body.text],
         explain_top_k=EXPLAIN_TOP_K if body.explain else None,
         caller_gone=_disconnected(request),
+        arrived_at=request.scope.get(ARRIVED_SCOPE_KEY),
     )
     preds = _predictions(result.scores, _threshold(settings, service), service, result.explanation)
     _record(request, metrics, preds, [body.text])
@@ -197,7 +198,11 @@ async def predict_batch(
 ) -> Response:
     check_batch(body.texts, settings.max_batch_size, settings.max_text_length)
     headers = await _rate_limit(request, len(body.texts))
-    result = await service.predict(body.texts, caller_gone=_disconnected(request))
+    result = await service.predict(
+        body.texts,
+        caller_gone=_disconnected(request),
+        arrived_at=request.scope.get(ARRIVED_SCOPE_KEY),
+    )
     preds = _predictions(result.scores, _threshold(settings, service), service)
     _record(request, metrics, preds, body.texts)
     return _respond({"predictions": preds}, result, headers)

@@ -174,6 +174,7 @@ class InferenceService:
         *,
         explain_top_k: int | None = None,
         caller_gone: Callable[[], Awaitable[object]] | None = None,
+        arrived_at: float | None = None,
     ) -> InferenceResult:
         """Queue texts for the model and await their scores (input order kept).
 
@@ -191,7 +192,9 @@ class InferenceService:
         job = _Job(
             texts=texts,
             explain_top_k=explain_top_k,
-            deadline=now + self.request_timeout_s,
+            # The deadline counts from the request's arrival (time.monotonic) when the caller
+            # knows it, so time spent waiting for the event loop counts too.
+            deadline=(arrived_at if arrived_at is not None else now) + self.request_timeout_s,
             future=loop.create_future(),
             loop=loop,
             enqueued_at=now,
