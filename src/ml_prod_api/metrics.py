@@ -52,7 +52,7 @@ def multiprocess_dir() -> str | None:
     return os.environ.get(MULTIPROC_ENV) or None
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -71,7 +71,7 @@ def mark_dead_workers(directory: str) -> list[int]:
     dead = []
     for path in Path(directory).glob("gauge_live*.db"):
         match = _LIVE_GAUGE_FILE.match(path.name)
-        if match and not _pid_alive(int(match.group(1))):
+        if match and not pid_alive(int(match.group(1))):
             dead.append(int(match.group(1)))
     for pid in set(dead):
         multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]

@@ -14,19 +14,10 @@ import contextlib
 import os
 from pathlib import Path
 
+from ml_prod_api.metrics import pid_alive
 from ml_prod_api.serving.service import Readiness
 
 MARKER_PREFIX = "ready-"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class WorkerBoard:
@@ -50,7 +41,7 @@ class WorkerBoard:
                 pid = int(path.name.removeprefix(MARKER_PREFIX))
             except ValueError:
                 continue
-            if _alive(pid):
+            if pid_alive(pid):
                 count += 1
             else:  # a worker that died without cleaning up
                 with contextlib.suppress(FileNotFoundError):
