@@ -53,10 +53,22 @@ def _responses(*entries: tuple[int, str, str, str]) -> dict[int | str, dict[str,
 
 _PREDICT_ERRORS = _responses(
     (
+        401,
+        "API keys are configured and none or a wrong one was sent",
+        "unauthorized",
+        "a valid API key is required (X-API-Key header or Authorization: Bearer)",
+    ),
+    (
+        408,
+        "The body did not arrive within BODY_READ_TIMEOUT_SECONDS",
+        "request_timeout",
+        "the request body did not arrive in time (BODY_READ_TIMEOUT_SECONDS)",
+    ),
+    (
         413,
         "Body over MAX_BODY_BYTES",
         "payload_too_large",
-        "request body exceeds the limit of 1984512 bytes (MAX_BODY_BYTES)",
+        "request body exceeds the limit of 1985536 bytes (MAX_BODY_BYTES)",
     ),
     (415, "Not JSON", "unsupported_media_type", "Content-Type must be application/json"),
     (
@@ -65,7 +77,12 @@ _PREDICT_ERRORS = _responses(
         "text_too_long",
         "field 'text' has 5001 characters; the limit is 5000 (MAX_TEXT_LENGTH)",
     ),
-    (429, "Queue full", "overloaded", "inference queue full (2048 items queued, limit 2048)"),
+    (
+        429,
+        "Queue full, too many in flight, or the caller's rate limit spent",
+        "overloaded",
+        "inference queue full (2048 items queued, limit 2048)",
+    ),
     (500, "The model raised", "inference_error", "the model failed to score this request"),
     (503, "Not ready or deadline passed", "model_not_ready", "model not ready (loading)"),
 )
