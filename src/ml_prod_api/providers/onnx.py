@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ml_prod_api.errors import ModelLoadError
-from ml_prod_api.providers.sequence import WindowedClassifier, read_json
+from ml_prod_api.providers.artifact_files import read_json
+from ml_prod_api.providers.sequence import WindowedClassifier
 
 if TYPE_CHECKING:
     from ml_prod_api.settings import Settings

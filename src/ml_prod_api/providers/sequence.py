@@ -8,8 +8,6 @@ sentence at the end of a long text is not truncated away.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ml_prod_api.errors import ModelLoadError
+from ml_prod_api.providers.artifact_files import read_json, sha256_file
 from ml_prod_api.providers.base import Provider, ProviderInfo, Score
 
 CONFIG_FILE = "config.json"
@@ -67,18 +66,6 @@ class LabelMap:
         return cls(names=names, toxic_index=index, multi_label=multi)
 
 
-def read_json(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise ModelLoadError(f"{what} not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"{what} is not valid JSON: {path} ({type(exc).__name__})") from None
-    if not isinstance(data, dict):
-        raise ModelLoadError(f"{what} must hold a JSON object: {path}")
-    return data
-
-
 def read_metadata(directory: Path) -> dict[str, Any]:
     """metadata.json is optional for a plain Hugging Face checkpoint."""
     path = directory / METADATA_FILE
@@ -86,11 +73,7 @@ def read_metadata(directory: Path) -> dict[str, Any]:
 
 
 def file_version(path: Path, prefix: str) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return f"{prefix}-{digest.hexdigest()[:12]}"
+    return f"{prefix}-{sha256_file(path)[:12]}"
 
 
 def probabilities(logits: np.ndarray, multi_label: bool) -> np.ndarray:

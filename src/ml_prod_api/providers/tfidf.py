@@ -22,8 +22,6 @@ anything is unpickled. Pickle runs code, so only load artifacts you built or tru
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import math
 import re
 import warnings
@@ -38,6 +36,7 @@ from sklearn.exceptions import InconsistentVersionWarning
 
 from ml_prod_api.errors import ModelLoadError
 from ml_prod_api.providers import tfidf_fast
+from ml_prod_api.providers.artifact_files import read_json, sha256_file
 from ml_prod_api.providers.base import Contribution, Provider, ProviderInfo, Score
 from ml_prod_api.providers.tfidf_fast import FastLinearScorer
 from ml_prod_api.textnorm import normalize
@@ -167,14 +166,6 @@ class LinearTextModel:
         return proba
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def resolve_artifact(path: Path) -> tuple[Path, Path]:
     """Accept the artifact directory or the model file inside it; return (model, metadata)."""
     if path.is_dir():
@@ -182,24 +173,12 @@ def resolve_artifact(path: Path) -> tuple[Path, Path]:
     return path, path.with_name(METADATA_FILE)
 
 
-def read_metadata(metadata_path: Path) -> dict[str, Any]:
-    if not metadata_path.is_file():
-        raise ModelLoadError(f"model metadata not found: {metadata_path}")
-    try:
-        metadata = json.loads(metadata_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelLoadError(f"model metadata {metadata_path} is unreadable: {exc}") from None
-    if not isinstance(metadata, dict):
-        raise ModelLoadError(f"model metadata {metadata_path} is not a JSON object")
-    return metadata
-
-
 def load_artifact(path: Path) -> tuple[LinearTextModel, dict[str, Any]]:
     """Load and verify an artifact. Every failure is a `ModelLoadError` naming the file."""
     model_path, metadata_path = resolve_artifact(path)
     if not model_path.is_file():
         raise ModelLoadError(f"model file not found: {model_path}")
-    metadata = read_metadata(metadata_path)
+    metadata = read_json(metadata_path, "model metadata")
 
     # Checked before unpickling, so a mismatch is one clear error and never a warning.
     trained_with = metadata.get("sklearn_version")
@@ -211,7 +190,7 @@ def load_artifact(path: Path) -> tuple[LinearTextModel, dict[str, Any]]:
     expected_sha = (metadata.get("artifact") or {}).get("sha256")
     if not expected_sha:
         raise ModelLoadError(f"model metadata {metadata_path} records no artifact sha256")
-    actual_sha = _sha256(model_path)
+    actual_sha = sha256_file(model_path)
     if actual_sha != expected_sha:
         raise ModelLoadError(
             f"model file {model_path} is corrupt or was replaced: sha256 {actual_sha[:12]}... does "
