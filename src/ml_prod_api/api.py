@@ -22,6 +22,7 @@ from ml_prod_api.http.middleware import (
 )
 from ml_prod_api.http.ratelimit import RateLimiter
 from ml_prod_api.http.routes import router
+from ml_prod_api.http.schemas import BatchPredictRequest, PredictRequest
 from ml_prod_api.http.validation import NOT_ONLY_WHITESPACE
 from ml_prod_api.lifecycle import make_lifespan
 from ml_prod_api.logs import configure_logging
@@ -64,6 +65,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
+        # FastAPI's native OpenTelemetry hooks look up three global providers on every request
+        # (2% of a prediction under load, py-spy, issue 8); this service reports through
+        # Prometheus metrics and JSON logs instead.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     key_store = ApiKeyStore(
         settings.api_keys, settings.api_keys_file, settings.api_keys_reload_seconds
@@ -152,6 +157,11 @@ def _document_limits(app: FastAPI, settings: Settings) -> None:
             "pattern": NOT_ONLY_WHITESPACE,
         }
         models = schema["components"]["schemas"]
+        # The prediction routes parse their own bodies, so FastAPI does not list their models.
+        for model in (PredictRequest, BatchPredictRequest):
+            models.setdefault(
+                model.__name__, model.model_json_schema(ref_template="#/components/schemas/{model}")
+            )
         models["PredictRequest"]["properties"]["text"].update(text)
         texts = models["BatchPredictRequest"]["properties"]["texts"]
         texts.update({"minItems": 1, "maxItems": settings.max_batch_size})

@@ -170,7 +170,7 @@ def _describe(err: Mapping[str, Any], allowed: Sequence[str]) -> tuple[str, str,
     return field, "validation_error", f"field '{field}': {err.get('msg', 'invalid value')}"
 
 
-def _is_json_content_type(value: str | None) -> bool:
+def is_json_content_type(value: str | None) -> bool:
     if not value:
         return False
     mime = value.split(";", 1)[0].strip().lower()
@@ -179,9 +179,19 @@ def _is_json_content_type(value: str | None) -> bool:
     )
 
 
+def validation_error(errors: Sequence[Mapping[str, Any]], allowed: Sequence[str]) -> ApiError:
+    """The 422 for pydantic errors: the first one's code and message, up to 20 in `details`."""
+    described = list(dict.fromkeys(_describe(err, allowed) for err in errors))
+    field, code, message = described[0]
+    details = [{"field": f, "code": c, "message": m} for f, c, m in described[:20]]
+    if len(described) > 1:
+        message = f"{message} (and {len(described) - 1} more error(s))"
+    return ApiError(422, code, message, details=details)
+
+
 async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    if request.method in ("POST", "PUT", "PATCH") and not _is_json_content_type(
+    if request.method in ("POST", "PUT", "PATCH") and not is_json_content_type(
         request.headers.get("content-type")
     ):
         return error_response(
@@ -192,12 +202,8 @@ async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
     body_field = getattr(request.scope.get("route"), "body_field", None)
     model = getattr(getattr(body_field, "field_info", None), "annotation", None)
     allowed = list(getattr(model, "model_fields", {}))
-    described = list(dict.fromkeys(_describe(err, allowed) for err in exc.errors()))
-    field, code, message = described[0]
-    details = [{"field": f, "code": c, "message": m} for f, c, m in described[:20]]
-    if len(described) > 1:
-        message = f"{message} (and {len(described) - 1} more error(s))"
-    return error_response(422, code, message, details=details)
+    err = validation_error(exc.errors(), allowed)
+    return error_response(err.status, err.code, err.message, details=err.details)
 
 
 async def _api_error_handler(request: Request, exc: Exception) -> JSONResponse:
