@@ -39,6 +39,13 @@ def make_formatter() -> OrjsonFormatter:
 
 def configure_logging(level: str = "INFO") -> None:
     """Idempotent: replaces handlers on the root, `ml_prod_api` and uvicorn loggers."""
+    # The records never show the caller's file and line, thread or process, so skip collecting
+    # them on every record: the logging HOWTO's "Optimization" settings. One access line per
+    # request made them a measurable part of a prediction (py-spy, issue 8).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stdout)
     handler.set_name(_HANDLER_NAME)
     handler.setFormatter(make_formatter())
