@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Sequence
 
 import pytest
@@ -97,6 +98,46 @@ def test_full_queue_refuses_at_once_with_retry_after() -> None:
         assert info.value.retry_after_s >= 1
         provider.gate.set()
         await asyncio.gather(first, *queued)
+        service.stop()
+
+    asyncio.run(scenario())
+
+
+class SlowProvider(RecordingProvider):
+    """At most 20 texts a second: 50 ms a text."""
+
+    def predict_batch(self, texts: Sequence[str]) -> list[Score]:
+        time.sleep(0.05 * len(texts))
+        return super().predict_batch(texts)
+
+
+def test_work_that_cannot_finish_before_its_deadline_is_refused_at_once() -> None:
+    provider = SlowProvider()
+
+    async def scenario() -> None:
+        service = await _started(
+            provider, queue_max_items=1000, request_timeout_ms=1000, batch_max_size=1
+        )
+        for i in range(3):  # the service learns the model's speed from real calls
+            await service.predict([f"warm {i}"])
+        provider.gate.clear()
+        provider.entered.clear()
+        blocked = asyncio.ensure_future(service.predict(["blocker"]))
+        assert await asyncio.get_running_loop().run_in_executor(None, provider.entered.wait, 5)
+        attempts = [asyncio.ensure_future(service.predict([f"q{i}"])) for i in range(50)]
+        await asyncio.sleep(0)
+        refused = [a for a in attempts if a.done() and isinstance(a.exception(), Overloaded)]
+        # 50 texts at <= 20 a second cannot all finish within 1 s: the tail is refused on
+        # arrival, long before the queue's own limit of 1000 items.
+        assert 0 < len(refused) < 50
+        assert "deadline" in str(refused[0].exception())
+        assert refused[0].exception().retry_after_s >= 1  # type: ignore[union-attr]
+        provider.gate.set()
+        await asyncio.gather(blocked, *attempts, return_exceptions=True)
+        rejected = service.stats.registry.get_sample_value(
+            "inference_rejected_total", {"reason": "deadline_unreachable"}
+        )
+        assert rejected == len(refused)
         service.stop()
 
     asyncio.run(scenario())

@@ -147,7 +147,8 @@ class Metrics:
         )
         self.rejected = Counter(
             "inference_rejected_total",
-            "Requests refused or dropped by the queue (queue_full, deadline, cancelled).",
+            "Requests refused or dropped by the queue (queue_full, deadline_unreachable, deadline, "
+            "cancelled).",
             ["reason"],
             registry=r,
         )
@@ -169,7 +170,7 @@ class Metrics:
             registry=r,
         )
         self._request_children: dict[tuple[str, int], tuple[Any, Any]] = {}
-        for reason in ("queue_full", "deadline", "cancelled"):
+        for reason in ("queue_full", "deadline_unreachable", "deadline", "cancelled"):
             self.rejected.labels(reason)
 
     # --- called by the serving layer ---------------------------------------------------------

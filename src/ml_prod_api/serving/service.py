@@ -211,6 +211,19 @@ class InferenceService:
                     f"limit {self.queue_max_items})",
                     retry_after_s=max(1, round(self._estimated_drain_s())),
                 )
+            # Deadline-aware admission: when the model's recent speed says the work queued ahead
+            # cannot be done before this request's deadline, refuse now (429) rather than queue
+            # it to answer 503 later. It adapts QUEUE_MAX_ITEMS to a model that slows down under
+            # load (onnx on shared cores, reliability drill 1); an empty queue always admits.
+            if self._queued_items and self._throughput > 0:
+                wait_s = (self._queued_items + len(texts)) / self._throughput
+                if now + wait_s > job.deadline:
+                    self.stats.rejected_count("deadline_unreachable")
+                    raise Overloaded(
+                        f"inference queue too long to finish before the deadline "
+                        f"({self._queued_items} items queued, about {wait_s:.1f} s of work)",
+                        retry_after_s=max(1, round(self._estimated_drain_s())),
+                    )
             self._queue.append(job)
             self._queued_items += len(texts)
             self.stats.set_queue_depth(self._queued_items)
