@@ -1,4 +1,5 @@
-"""Our pure ASGI middleware on bare ASGI apps (the way uvicorn tests its middleware)."""
+"""Our pure ASGI middleware on bare ASGI apps (the way uvicorn tests its middleware), and the HTTP
+protocol's header-read timeout on a bare ASGI app behind a loopback socket."""
 
 from __future__ import annotations
 
@@ -192,3 +193,93 @@ async def _echo_body_len_timeout(scope: Any, receive: Any, send: Any) -> None:
         return
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": b""})
+
+
+# --- the header-read timeout (http/protocol.py) --------------------------------------------------
+
+
+async def _answer_ok(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/slow":
+        await asyncio.sleep(0.5)
+    await send(
+        {"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]}
+    )
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def _header_timeout_exchanges(*conversations: list[bytes | float]) -> list[bytes]:
+    """Serve `_answer_ok` with a 0.1 s header timeout on loopback; each conversation (bytes to
+    write, or seconds to pause) runs on its own connection and returns everything read until the
+    server closed it."""
+    from uvicorn.config import Config
+    from uvicorn.server import ServerState
+
+    from ml_prod_api.http.protocol import HeaderTimeoutProtocol
+
+    class QuickHeaderTimeout(HeaderTimeoutProtocol):
+        header_read_timeout_s = 0.1
+
+    config = Config(_answer_ok, lifespan="off", log_config=None)
+
+    async def scenario() -> list[bytes]:
+        state = ServerState()
+        server = await asyncio.get_running_loop().create_server(
+            lambda: QuickHeaderTimeout(config=config, server_state=state, app_state={}),
+            "127.0.0.1",
+            0,
+        )
+        port = server.sockets[0].getsockname()[1]
+
+        async def converse(steps: list[bytes | float]) -> bytes:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            for step in steps:
+                if isinstance(step, bytes):
+                    writer.write(step)
+                else:
+                    await asyncio.sleep(step)
+            received = await asyncio.wait_for(reader.read(), 10)  # until the server closes
+            writer.close()
+            return received
+
+        try:
+            return await asyncio.gather(*(converse(c) for c in conversations))
+        finally:
+            server.close()
+
+    return asyncio.run(scenario())
+
+
+def test_header_timeout_answers_a_partial_request_and_closes_a_silent_connection() -> None:
+    partial, silent = _header_timeout_exchanges([b"POST /v1/pre"], [])
+    head, _, body = partial.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert b"connection: close" in head
+    assert b"content-type: application/json" in head
+    assert json.loads(body)["error"] == {
+        "code": "request_timeout",
+        "message": "the request headers did not arrive in time (HEADER_READ_TIMEOUT_SECONDS)",
+        "request_id": "-",
+    }
+    assert silent == b""  # closed without an answer nobody asked for
+
+
+def test_header_timeout_spares_kept_alive_connections_and_in_flight_responses() -> None:
+    request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    kept_alive, pipelined = _header_timeout_exchanges(
+        # idle between requests for longer than the header timeout: TIMEOUT_KEEP_ALIVE governs
+        [request, 0.3, request, 0.3, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"],
+        # the next request starts, and stalls, while the previous answer is still computing
+        [b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET / HT"],
+    )
+    assert kept_alive.count(b"HTTP/1.1 200 OK") == 3
+    assert pipelined.count(b"HTTP/1.1 200 OK") == 1  # the answer in flight is delivered whole
+    assert b"408" not in pipelined  # then the connection is closed
+
+
+def test_header_timeout_covers_bytes_that_begin_no_request() -> None:
+    # A bare CRLF after an answer cancels uvicorn's keep-alive timer without starting a request;
+    # the connection must still be closed (here after 0.1 s, long before keep-alive's 5 s).
+    (stray,) = _header_timeout_exchanges([b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 0.2, b"\r\n"])
+    assert stray.count(b"HTTP/1.1 200 OK") == 1

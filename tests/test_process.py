@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -42,12 +43,18 @@ def test_classic_uvicorn_command() -> None:
         "127.0.0.1",
         "--port",
         "{port}",
+        "--http",
+        "ml_prod_api.http.protocol:HeaderTimeoutProtocol",
     ]
-    with run_server(argv) as server:
+    with run_server(argv, HEADER_READ_TIMEOUT_SECONDS="0.5") as server:
         server.wait_ready()
         r = httpx2.post(server.url + "/v1/predict", json={"text": "have a nice day"})
         assert r.status_code == 200
         assert r.json()["prediction"]["label"] == "non-toxic"
+        # `--http` brings the header-read timeout (from the settings) to uvicorn's own command.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=15) as slow:
+            slow.sendall(b"GET /never-finished")
+            assert slow.recv(12) == b"HTTP/1.1 408"
         server.proc.send_signal(signal.SIGTERM)
         server.proc.wait(30)
         out = server.output()
@@ -132,8 +139,6 @@ def test_invalid_setting_stops_serve_with_one_line() -> None:
 
 
 def test_a_disconnected_callers_queued_work_is_dropped() -> None:
-    import socket
-
     with run_server(STUB_DELAY_MS="800", DRAIN_GRACE_SECONDS="0") as server:
         server.wait_ready(timeout_s=60)
         blocker = threading.Thread(

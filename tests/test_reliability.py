@@ -1,18 +1,20 @@
 """Short versions of the reliability drills (issue 9): overload, graceful shutdown, bad artifacts,
-provider faults, each on a real server process over loopback. They assert behaviour (status codes,
-readiness, exit codes, no lost request), never timing; the long versions with their figures are
-`python -m scripts.reliability.run_all` (RELIABILITY.md).
+provider faults, slow clients, each on a real server process over loopback. They assert behaviour
+(status codes, readiness, exit codes, no lost request, closed connections), never timing; the long
+versions with their figures are `python -m scripts.reliability.run_all` (RELIABILITY.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx2
 import pytest
@@ -305,3 +307,82 @@ def test_a_hung_model_call_does_not_stretch_shutdown_past_its_budget(tmp_path: P
     assert code == 0
     assert [r.status_code for r in answers] == [503]
     assert answers[0].json()["error"]["code"] == "timeout"
+
+
+# --- 8. slow clients ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def header_timeout_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoggedServer]:
+    log_path = tmp_path_factory.mktemp("slow-clients") / "server.log"
+    with run_logged_server(log_path, HEADER_READ_TIMEOUT_SECONDS="0.5") as server:
+        server.wait_ready(timeout_s=60)
+        yield server
+
+
+def _connect(server: LoggedServer) -> socket.socket:
+    # Generous: the server answers within HEADER_READ_TIMEOUT_SECONDS, a failure must not hang.
+    return socket.create_connection(("127.0.0.1", server.port), timeout=15)
+
+
+def _read_until_closed(conn: socket.socket) -> bytes:
+    received = b""
+    while chunk := conn.recv(4096):
+        received += chunk
+    return received
+
+
+def _read_response(stream: BinaryIO) -> tuple[int, bytes]:
+    status = int(stream.readline().split()[1])
+    length = 0
+    while (line := stream.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return status, stream.read(length)
+
+
+def test_a_request_line_that_never_finishes_gets_408_and_is_closed(
+    header_timeout_server: LoggedServer,
+) -> None:
+    with _connect(header_timeout_server) as conn:
+        conn.sendall(b"GET /slowloris-probe")
+        answer = _read_until_closed(conn)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert b"connection: close" in head.lower()
+    assert json.loads(body)["error"]["code"] == "request_timeout"
+    timeouts = _records(header_timeout_server, "header_read_timeout")
+    assert any(r["request_started"] for r in timeouts)
+    assert "slowloris-probe" not in header_timeout_server.output()  # never logged raw
+
+
+def test_a_silent_connection_is_closed_by_the_server(header_timeout_server: LoggedServer) -> None:
+    with _connect(header_timeout_server) as conn:
+        assert _read_until_closed(conn) == b""  # closed, without an answer nobody asked for
+    timeouts = _records(header_timeout_server, "header_read_timeout")
+    assert any(not r["request_started"] for r in timeouts)
+
+
+def test_kept_alive_and_complete_requests_outlive_the_header_timeout(
+    header_timeout_server: LoggedServer,
+) -> None:
+    body = b'{"text": "have a nice day"}'
+    predict_head = (
+        b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    )
+    with _connect(header_timeout_server) as conn, conn.makefile("rb") as stream:
+        statuses = []
+        for _ in range(3):
+            # Idle longer than HEADER_READ_TIMEOUT_SECONDS, shorter than TIMEOUT_KEEP_ALIVE (5 s).
+            conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            statuses.append(_read_response(stream)[0])
+            time.sleep(1.0)
+        # Complete headers, then a body later than HEADER_READ_TIMEOUT_SECONDS: the body has
+        # BODY_READ_TIMEOUT_SECONDS (10 s).
+        conn.sendall(predict_head)
+        time.sleep(1.0)
+        conn.sendall(body)
+        status, answer = _read_response(stream)
+    assert statuses == [200, 200, 200]
+    assert status == 200
+    assert json.loads(answer)["prediction"]["label"] == "non-toxic"

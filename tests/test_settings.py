@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
         ("LOG_LEVEL", "LOUD", "DEBUG"),
         ("STARTUP_FAIL_FAST", "perhaps", "boolean"),
         ("REQUEST_TIMEOUT_MS", "0", "greater than or equal to 1"),
+        ("HEADER_READ_TIMEOUT_SECONDS", "0", "greater than 0"),
     ],
 )
 def test_invalid_values_give_one_clear_line(

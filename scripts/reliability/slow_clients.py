@@ -7,17 +7,17 @@ Three kinds of slow connection, opened together (S in all, default 300):
 
 Meanwhile 8 connections send ordinary predictions as fast as they are answered. Measured: the
 ordinary requests' latency and errors before and during; how many slow connections the server
-closed, and when; whether an idle kept-alive connection is closed after TIMEOUT_KEEP_ALIVE; and
-how long SIGTERM takes while the slow connections are still open.
+closed, when, and with which answer; whether an idle kept-alive connection is closed after
+TIMEOUT_KEEP_ALIVE; and how long SIGTERM takes while the slow connections are still open.
 
-What uvicorn enforces (0.54, the pinned version, read from its source and confirmed here): only
-`timeout_keep_alive`, armed after a response on an idle kept-alive connection. There is no
-timeout for a new connection that sends nothing, for reading the headers, or for reading the
-body. So the expectation "slow connections are closed by the server's timeouts" fails on a bare
-uvicorn; the deployment needs a proxy in front that enforces them (RELIABILITY.md).
+Uvicorn (0.54, the pinned version) enforces only `timeout_keep_alive`, armed after a response on
+an idle kept-alive connection. The service adds the other two: HEADER_READ_TIMEOUT_SECONDS in its
+HTTP protocol (`http/protocol.py`: a new connection that sends nothing, or headers that trickle)
+and BODY_READ_TIMEOUT_SECONDS in its middleware (a body that trickles), both 10 s by default, so
+a run must last longer than that to see them close (RELIABILITY.md).
 
     python -m scripts.reliability.slow_clients            # 300 slow connections, 30 s
-    python -m scripts.reliability.slow_clients --quick    # 60 slow connections, 8 s
+    python -m scripts.reliability.slow_clients --quick    # 60 slow connections, 12 s
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections import Counter
 from typing import Any
 
 from scripts.reliability import harness
@@ -38,6 +39,7 @@ class Slow:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.closed_after: float | None = None
+        self.answer: str | None = None  # the status line the server sent before closing
 
 
 async def slow_connection(port: int, slow: Slow, t0: float, stop: asyncio.Event) -> None:
@@ -71,6 +73,8 @@ async def slow_connection(port: int, slow: Slow, t0: float, stop: asyncio.Event)
                 continue
             if not data:
                 break
+            if slow.answer is None:
+                slow.answer = data.split(b"\r\n", 1)[0].decode("latin-1")
     except OSError:
         pass
     if slow.closed_after is None and not stop.is_set():
@@ -121,10 +125,13 @@ async def drill(
     for kind in ("body", "header", "silent"):
         group = [s for s in slows if s.kind == kind]
         closed = [s.closed_after for s in group if s.closed_after is not None]
+        answers = Counter(s.answer or "none" for s in group if s.closed_after is not None)
         by_kind[kind] = {
             "opened": len(group),
             "closed_by_server": len(closed),
             "first_closed_after_s": round(min(closed), 1) if closed else None,
+            "last_closed_after_s": round(max(closed), 1) if closed else None,
+            "answers": dict(answers),
         }
     elapsed = time.monotonic() - t0
     report.figure(f"slow connections after {elapsed:.0f} s", by_kind)
@@ -163,18 +170,18 @@ async def drill(
     report.expect(
         "slow connections closed by the server's timeouts",
         never == 0,
-        f"{never} of {len(slows)} still open after {elapsed:.0f} s (uvicorn has no header or "
-        "body read timeout: needs a proxy, see RELIABILITY.md)",
+        f"{never} of {len(slows)} still open after {elapsed:.0f} s (HEADER_READ_TIMEOUT_SECONDS "
+        "and BODY_READ_TIMEOUT_SECONDS are 10 s: a shorter run cannot see them)",
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     p = harness.parser(__doc__)
     p.add_argument("--slow", type=int, default=None, help="slow connections (300; quick 60)")
-    p.add_argument("--seconds", type=float, default=None, help="load while they trickle (30; 8)")
+    p.add_argument("--seconds", type=float, default=None, help="load while they trickle (30; 12)")
     args = p.parse_args(argv)
     n_slow = args.slow or (60 if args.quick else 300)
-    secs = args.seconds or (8.0 if args.quick else 30.0)
+    secs = args.seconds or (12.0 if args.quick else 30.0)
     report = harness.Report("slow-clients", args.quick)
     settings = {
         "MODEL_PROVIDER": "stub",

@@ -20,6 +20,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from ml_prod_api.http.protocol import HeaderTimeoutProtocol
     from ml_prod_api.logs import configure_logging
     from ml_prod_api.settings import ConfigError, load_settings
 
@@ -35,6 +36,9 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host or settings.host,
         port=args.port or settings.port,
         workers=workers,
+        # httptools with a header-read timeout (HEADER_READ_TIMEOUT_SECONDS, read by each worker
+        # process): uvicorn has none of its own, so slowloris connections stayed open (issue 9).
+        http=HeaderTimeoutProtocol,
         log_config=None,  # the app configures JSON logging for uvicorn's loggers too
         access_log=False,  # our middleware writes the access line
         # Rounded up, never to None: uvicorn reads None as "wait for in-flight requests forever",

@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     body_read_timeout_seconds: float = Field(
         default=10.0, gt=0.0, le=600.0, description="A request body must arrive within this."
     )
+    header_read_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0.0,
+        le=600.0,
+        description="The request line and headers must arrive within this.",
+    )
     max_in_flight_requests: int = Field(
         default=256, ge=1, description="Prediction requests in flight before an immediate 429."
     )
