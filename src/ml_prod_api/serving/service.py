@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import gc
 import logging
 import threading
 import time
@@ -313,6 +314,12 @@ class InferenceService:
         else:
             self._provider = provider
             self._load_ok = True
+            # The model and the app live as long as the process: move them out of the garbage
+            # collector's sight (gc.freeze), so its full collections stop walking the model's
+            # vocabularies and the framework's objects while requests wait. Under load this cut
+            # tfidf's p99 from 75 to 14 ms and raised its throughput by a quarter (issue 8).
+            gc.collect()
+            gc.freeze()
             self.stats.set_model_info(provider.name, provider.version)
             log.info(
                 "model loaded",
