@@ -143,6 +143,33 @@ def test_work_that_cannot_finish_before_its_deadline_is_refused_at_once() -> Non
     asyncio.run(scenario())
 
 
+def test_work_nobody_waits_for_stops_counting_against_the_queue_at_once() -> None:
+    provider = RecordingProvider()
+
+    async def scenario() -> None:
+        service = await _started(provider, queue_max_items=2)
+        provider.gate.clear()  # the model thread blocks inside the first call
+        provider.entered.clear()
+        first = asyncio.ensure_future(service.predict(["one"]))
+        assert await asyncio.get_running_loop().run_in_executor(None, provider.entered.wait, 5)
+        abandoned = [asyncio.ensure_future(service.predict([f"gone{i}"])) for i in range(2)]
+        await asyncio.sleep(0)
+        assert service.queued_items == 2
+        for task in abandoned:
+            task.cancel()  # as when their callers disconnect
+        await asyncio.gather(*abandoned, return_exceptions=True)
+        # The model has not reached them yet, but they no longer take the queue's room.
+        assert service.queued_items == 0
+        kept = asyncio.ensure_future(service.predict(["kept"]))
+        await asyncio.sleep(0)
+        provider.gate.set()
+        await asyncio.gather(first, kept)
+        assert all("gone" not in t for batch in provider.batches for t in batch)
+        service.stop()
+
+    asyncio.run(scenario())
+
+
 def test_deadline_answers_timeout_and_drops_the_work() -> None:
     provider = RecordingProvider()
 

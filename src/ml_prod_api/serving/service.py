@@ -76,6 +76,7 @@ class _Job:
     started_at: float = 0.0
     compute_s: float = 0.0
     cancelled: bool = False
+    queued: bool = True  # still counted in the queue's items (withdrawn when answered early)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +238,7 @@ class InferenceService:
         def expire() -> None:
             # The deadline passed: answer now; the thread skips the job if it has not started.
             if not future.done():
-                job.cancelled = True
+                self._withdraw(job)
                 future.set_exception(
                     DeadlineExceeded(
                         f"inference did not finish within {self.request_timeout_s * 1000:.0f} ms"
@@ -246,7 +247,7 @@ class InferenceService:
 
         def gone(watch: asyncio.Future[object]) -> None:
             if not watch.cancelled() and watch.exception() is None and not future.done():
-                job.cancelled = True
+                self._withdraw(job)
                 future.set_exception(CallerGone("the caller went away"))
 
         watcher: asyncio.Future[object] | None = None
@@ -275,7 +276,7 @@ class InferenceService:
             self.stats.rejected_count("cancelled")
             raise
         except asyncio.CancelledError:
-            job.cancelled = True  # the request task was cancelled: the thread skips this job
+            self._withdraw(job)  # the request task was cancelled: the thread skips this job
             self.stats.rejected_count("cancelled")
             raise
         finally:
@@ -285,6 +286,16 @@ class InferenceService:
             if watcher is not None:
                 watcher.cancel()
         return InferenceResult(scores, explanation, job.started_at - job.enqueued_at, job.compute_s)
+
+    def _withdraw(self, job: _Job) -> None:
+        """Answered before the model reached it: the thread skips it, and its items stop counting
+        at once, so work nobody waits for cannot make the queue refuse new work."""
+        job.cancelled = True
+        with self._cond:
+            if job.queued:
+                job.queued = False
+                self._queued_items -= len(job.texts)
+                self.stats.set_queue_depth(self._queued_items)
 
     def _estimated_drain_s(self) -> float:
         if self._throughput <= 0:
@@ -343,32 +354,44 @@ class InferenceService:
 
     def _next_batch(self) -> list[_Job] | None:
         with self._cond:
-            while not self._queue:
+            while self._head() is None:
                 if self._stopping:
                     return None
                 self._cond.wait()
-            batch = [self._queue.popleft()]
+            batch = [self._pop()]
             items = len(batch[0].texts)
             if self.batch_max_wait_s > 0 and items < self.batch_max_size:
                 wait_until = time.monotonic() + self.batch_max_wait_s
                 while items < self.batch_max_size and not self._stopping:
-                    if not self._queue:
+                    head = self._head()
+                    if head is None:
                         remaining = wait_until - time.monotonic()
                         if remaining <= 0 or not self._cond.wait(remaining):
                             break
                         continue
-                    if items + len(self._queue[0].texts) > self.batch_max_size:
+                    if items + len(head.texts) > self.batch_max_size:
                         break
-                    job = self._queue.popleft()
-                    batch.append(job)
-                    items += len(job.texts)
-            while self._queue and items + len(self._queue[0].texts) <= self.batch_max_size:
-                job = self._queue.popleft()
-                batch.append(job)
-                items += len(job.texts)
-            self._queued_items -= sum(len(job.texts) for job in batch)
+                    batch.append(self._pop())
+                    items += len(head.texts)
+            while (head := self._head()) is not None and items + len(
+                head.texts
+            ) <= self.batch_max_size:
+                batch.append(self._pop())
+                items += len(head.texts)
             self.stats.set_queue_depth(self._queued_items)
             return batch
+
+    def _head(self) -> _Job | None:
+        """The first job still waiting (with the lock held); withdrawn ones are dropped."""
+        while self._queue and not self._queue[0].queued:
+            self._queue.popleft()
+        return self._queue[0] if self._queue else None
+
+    def _pop(self) -> _Job:
+        job = self._queue.popleft()
+        job.queued = False
+        self._queued_items -= len(job.texts)
+        return job
 
     def _process(self, batch: list[_Job]) -> None:
         now = time.monotonic()
@@ -450,7 +473,9 @@ class InferenceService:
 
     def _fail_queued(self, exc: ServiceError) -> None:
         while self._queue:
-            self._resolve(self._queue.popleft(), exc=exc)
+            job = self._queue.popleft()
+            job.queued = False
+            self._resolve(job, exc=exc)
         self._queued_items = 0
 
     @staticmethod
