@@ -61,6 +61,8 @@ class Readiness:
         return str(self.state.value)
 
 
+# Admit a request only if the work ahead of it fits in this share of its remaining time.
+ADMISSION_HEADROOM = 0.8
 # How long a request waits before its caller's connection is watched for a disconnect.
 CALLER_WATCH_DELAY_S = 0.02
 
@@ -122,6 +124,7 @@ class InferenceService:
         self.drain_started_at: float | None = None
         # Items per second the model thread has been finishing (EWMA), for Retry-After.
         self._throughput = 0.0
+        self._running_items = 0  # in the batch the model is computing
 
     # --- lifecycle ---------------------------------------------------------------------------
     @property
@@ -216,17 +219,21 @@ class InferenceService:
                     f"limit {self.queue_max_items})",
                     retry_after_s=max(1, round(self._estimated_drain_s())),
                 )
-            # Deadline-aware admission: when the model's recent speed says the work queued ahead
-            # cannot be done before this request's deadline, refuse now (429) rather than queue
-            # it to answer 503 later. It adapts QUEUE_MAX_ITEMS to a model that slows down under
-            # load (onnx on shared cores, reliability drill 1); an empty queue always admits.
+            # Deadline-aware admission: when the model's recent speed says this request would not
+            # be scored before its deadline (the batch being computed, the queue ahead and its
+            # own texts), refuse now (429) rather than queue it to answer 503 later. It adapts
+            # QUEUE_MAX_ITEMS to a model that slows down under load (onnx on shared cores,
+            # reliability drill 1). ADMISSION_HEADROOM keeps a margin: the speed is a moving
+            # average that swings by a fifth under overload, and admitting right up to the
+            # deadline turned most of the model's work into late 503s. An empty queue admits.
             if self._queued_items and self._throughput > 0:
-                wait_s = (self._queued_items + len(texts)) / self._throughput
-                if now + wait_s > job.deadline:
+                ahead = self._running_items + self._queued_items
+                finish_s = (ahead + len(texts)) / self._throughput
+                if finish_s > ADMISSION_HEADROOM * (job.deadline - now):
                     self.stats.rejected_count("deadline_unreachable")
                     raise Overloaded(
                         f"inference queue too long to finish before the deadline "
-                        f"({self._queued_items} items queued, about {wait_s:.1f} s of work)",
+                        f"({ahead} items ahead, about {finish_s:.1f} s of work)",
                         retry_after_s=max(1, round(self._estimated_drain_s())),
                     )
             self._queue.append(job)
@@ -354,6 +361,7 @@ class InferenceService:
 
     def _next_batch(self) -> list[_Job] | None:
         with self._cond:
+            self._running_items = 0
             while self._head() is None:
                 if self._stopping:
                     return None
@@ -378,6 +386,7 @@ class InferenceService:
             ) <= self.batch_max_size:
                 batch.append(self._pop())
                 items += len(head.texts)
+            self._running_items = items
             self.stats.set_queue_depth(self._queued_items)
             return batch
 
