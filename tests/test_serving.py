@@ -50,6 +50,18 @@ async def _started(provider: Provider, **kw: float) -> InferenceService:
     return service
 
 
+async def _hold_the_model(
+    service: InferenceService, provider: RecordingProvider, text: str
+) -> asyncio.Future[object]:
+    """Send `text` and return once the model thread is blocked inside its call (until
+    `provider.gate` is set again), so what is sent next waits in the queue."""
+    provider.gate.clear()
+    provider.entered.clear()
+    held: asyncio.Future[object] = asyncio.ensure_future(service.predict([text]))
+    assert await asyncio.get_running_loop().run_in_executor(None, provider.entered.wait, 5)
+    return held
+
+
 def test_concurrent_requests_are_gathered_and_routed_back() -> None:
     provider = RecordingProvider()
 
@@ -87,10 +99,7 @@ def test_full_queue_refuses_at_once_with_retry_after() -> None:
 
     async def scenario() -> None:
         service = await _started(provider, queue_max_items=2)
-        provider.gate.clear()  # the model thread blocks inside the first call
-        provider.entered.clear()
-        first = asyncio.ensure_future(service.predict(["one"]))
-        assert await asyncio.get_running_loop().run_in_executor(None, provider.entered.wait, 5)
+        first = await _hold_the_model(service, provider, "one")
         queued = [asyncio.ensure_future(service.predict([f"q{i}"])) for i in range(2)]
         await asyncio.sleep(0)
         with pytest.raises(Overloaded) as info:
@@ -120,10 +129,7 @@ def test_work_that_cannot_finish_before_its_deadline_is_refused_at_once() -> Non
         )
         for i in range(3):  # the service learns the model's speed from real calls
             await service.predict([f"warm {i}"])
-        provider.gate.clear()
-        provider.entered.clear()
-        blocked = asyncio.ensure_future(service.predict(["blocker"]))
-        assert await asyncio.get_running_loop().run_in_executor(None, provider.entered.wait, 5)
+        blocked = await _hold_the_model(service, provider, "blocker")
         attempts = [asyncio.ensure_future(service.predict([f"q{i}"])) for i in range(50)]
         await asyncio.sleep(0)
         refused = [a for a in attempts if a.done() and isinstance(a.exception(), Overloaded)]
@@ -148,10 +154,7 @@ def test_work_nobody_waits_for_stops_counting_against_the_queue_at_once() -> Non
 
     async def scenario() -> None:
         service = await _started(provider, queue_max_items=2)
-        provider.gate.clear()  # the model thread blocks inside the first call
-        provider.entered.clear()
-        first = asyncio.ensure_future(service.predict(["one"]))
-        assert await asyncio.get_running_loop().run_in_executor(None, provider.entered.wait, 5)
+        first = await _hold_the_model(service, provider, "one")
         abandoned = [asyncio.ensure_future(service.predict([f"gone{i}"])) for i in range(2)]
         await asyncio.sleep(0)
         assert service.queued_items == 2
@@ -175,10 +178,7 @@ def test_deadline_answers_timeout_and_drops_the_work() -> None:
 
     async def scenario() -> None:
         service = await _started(provider, request_timeout_ms=100)
-        provider.gate.clear()
-        provider.entered.clear()
-        blocked = asyncio.ensure_future(service.predict(["blocker"]))
-        assert await asyncio.get_running_loop().run_in_executor(None, provider.entered.wait, 5)
+        blocked = await _hold_the_model(service, provider, "blocker")
         with pytest.raises(DeadlineExceeded):
             await service.predict(["late"])
         provider.batches.clear()
@@ -213,10 +213,7 @@ def test_cancelled_request_is_skipped() -> None:
 
     async def scenario() -> None:
         service = await _started(provider)
-        provider.gate.clear()
-        provider.entered.clear()
-        blocker = asyncio.ensure_future(service.predict(["blocker"]))
-        assert await asyncio.get_running_loop().run_in_executor(None, provider.entered.wait, 5)
+        blocker = await _hold_the_model(service, provider, "blocker")
         gone = asyncio.ensure_future(service.predict(["caller went away"]))
         while service.queued_items < 1:  # queued behind the blocked call
             await asyncio.sleep(0.001)
@@ -238,10 +235,7 @@ def test_stop_does_not_hang_on_a_stuck_model() -> None:
 
     async def scenario() -> None:
         service = await _started(provider)
-        provider.gate.clear()
-        provider.entered.clear()
-        stuck = asyncio.ensure_future(service.predict(["stuck"]))
-        assert await asyncio.get_running_loop().run_in_executor(None, provider.entered.wait, 5)
+        stuck = await _hold_the_model(service, provider, "stuck")
         assert service.stop(timeout_s=0.2) is False  # gave up waiting, did not hang
         with pytest.raises(ModelNotReady):
             await service.predict(["after stop"])
