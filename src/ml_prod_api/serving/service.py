@@ -122,7 +122,7 @@ class InferenceService:
         self._load_ok = False
         # time.monotonic() of the first begin_drain(): the shutdown budget counts from there.
         self.drain_started_at: float | None = None
-        # Items per second the model thread has been finishing (EWMA), for Retry-After.
+        # Items per second the model thread has been finishing (EWMA): admission and Retry-After.
         self._throughput = 0.0
         self._running_items = 0  # in the batch the model is computing
 
