@@ -1,11 +1,11 @@
 """Side-by-side HTTP benchmark (issue 8) and the batching figures (issue 4).
 
-Every server runs on loopback at the same time, one worker each; the runs alternate between
-configurations (repetition -> concurrency -> configuration), so slow drift of this shared
-machine hits all of them alike. The load is wrk with a Lua script cycling through hundreds of
-distinct real sentences (Davidson et al., MIT) of mixed length. Each measured run is preceded by
-a short warm-up at the same concurrency. Bounded: every run has a fixed duration, every server is
-stopped by its PID at the end.
+Every server is started once on loopback, one worker each, and kept stopped (SIGSTOP) except
+while it is measured; the runs alternate between configurations (repetition -> concurrency ->
+configuration), so slow drift of this shared machine hits all of them alike. The load is wrk
+with a Lua script cycling through hundreds of distinct real sentences (Davidson et al., MIT) of
+mixed length. Each measured run is preceded by a short warm-up at the same concurrency. Bounded:
+every run has a fixed duration, every server is stopped by its PID at the end.
 
     python scripts/bench/run.py            # full: c = 1, 8, 32, 64, 3 repetitions (< 10 min)
     python scripts/bench/run.py --quick    # c = 32, 1 repetition (< 2 min)
@@ -155,9 +155,19 @@ def start(cfg: Config, logdir: Path) -> None:
     raise TimeoutError(f"{cfg.name} not ready")
 
 
+def pause(cfg: Config, paused: bool) -> None:
+    """SIGSTOP (or SIGCONT) the server's whole process tree. Idle servers are not free: LitServe's
+    workers poll their queues, about 9% of a core while idle, which every other configuration and
+    not the in-process figures paid. So only the configuration being measured runs."""
+    for p in tree(cfg):
+        with contextlib.suppress(psutil.Error):
+            p.send_signal(signal.SIGSTOP if paused else signal.SIGCONT)
+
+
 def stop(cfg: Config) -> None:
     if cfg.proc is None:
         return
+    pause(cfg, False)  # a stopped process would hold SIGTERM until continued
     with contextlib.suppress(psutil.Error):
         for child in psutil.Process(cfg.proc.pid).children(recursive=True):
             child.send_signal(signal.SIGTERM)
@@ -319,13 +329,18 @@ def main() -> int:
         try:
             for cfg in cfgs:
                 start(cfg, Path(tmp))
+                pause(cfg, True)
                 print(f"started {cfg.name} in {cfg.cold_start_s:.2f} s", flush=True)
             for rep in range(reps):
                 for c in concurrencies:
                     for cfg in cfgs:
                         if cfg.bodies == "batch32" and c not in (8, 32):
                             continue  # 32 texts a request: two concurrencies are enough
-                        r = measure(cfg, bodies[cfg.bodies], c, seconds, warmup)
+                        pause(cfg, False)
+                        try:
+                            r = measure(cfg, bodies[cfg.bodies], c, seconds, warmup)
+                        finally:
+                            pause(cfg, True)
                         r["rep"] = rep
                         runs.append(r)
                         print(f"rep {rep} c={c:<3} {cfg.name:<36} {r['items_per_s']:>9.0f} items/s "
