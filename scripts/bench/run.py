@@ -267,7 +267,7 @@ def inprocess(have_onnx: bool, repeats: int) -> dict[str, Any]:
     texts = mixed_texts()
     out: dict[str, Any] = {}
 
-    def rate(fn: Any, batch: int) -> float:
+    def rate(fn: Any, batch: int, repeats: int = repeats) -> float:
         chunks = [texts[i : i + batch] for i in range(0, len(texts) - batch + 1, batch)]
         best = 0.0
         for _ in range(repeats):
@@ -294,7 +294,9 @@ def inprocess(have_onnx: bool, repeats: int) -> dict[str, Any]:
                 feed["token_type_ids"] = ids * 0
             onnx._session.run([onnx._output_name], feed)
 
-        out["onnx_unsorted"] = {str(b): rate(unsorted, b) for b in (1, 8, 32, 64)}
+        # One pass: unsorted batches run at a third of the sorted speed, so they are never the
+        # best figure, and three passes of them took 40 s of the 10-minute budget.
+        out["onnx_unsorted"] = {str(b): rate(unsorted, b, repeats=1) for b in (1, 8, 32, 64)}
         out["onnx_sorted"] = {str(b): rate(onnx.predict_batch, b) for b in (1, 8, 32, 64)}
     return out
 
