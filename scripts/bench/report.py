@@ -55,7 +55,8 @@ def tables(result: dict[str, Any]) -> str:
     raw = result.get("inprocess_items_per_s") or {}
     if raw:
         lines += [
-            "**In-process throughput** (items/s, best of repetitions, unsorted onnx in one pass; no HTTP)",
+            "**In-process throughput** (items/s, best of repetitions, unsorted onnx in one pass;"
+            " no HTTP)",
             "",
             "| model | batch 1 | batch 8 | batch 32 | batch 64 |",
             "|---|---:|---:|---:|---:|",
