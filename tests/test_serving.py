@@ -10,7 +10,13 @@ from collections.abc import Sequence
 
 import pytest
 
-from ml_prod_api.errors import DeadlineExceeded, InferenceError, ModelNotReady, Overloaded
+from ml_prod_api.errors import (
+    DeadlineExceeded,
+    InferenceError,
+    ModelLoadError,
+    ModelNotReady,
+    Overloaded,
+)
 from ml_prod_api.providers.base import Provider, Score
 from ml_prod_api.serving import InferenceService, ReadyState
 
@@ -241,5 +247,88 @@ def test_stop_does_not_hang_on_a_stuck_model() -> None:
             await service.predict(["after stop"])
         provider.gate.set()
         stuck.cancel()
+
+    asyncio.run(scenario())
+
+
+class ThreadRecordingProvider(RecordingProvider):
+    """Records which threads call it; `fail_load` makes load() raise."""
+
+    def __init__(self, fail_load: bool = False) -> None:
+        super().__init__()
+        self.fail_load = fail_load
+        self.threads: set[str] = set()
+
+    def load(self) -> None:
+        if self.fail_load:
+            raise ModelLoadError("instance cannot load")
+
+    def predict_batch(self, texts: Sequence[str]) -> list[Score]:
+        self.threads.add(threading.current_thread().name)
+        return super().predict_batch(texts)
+
+
+def test_instances_each_own_a_model_and_thread_and_share_the_queue() -> None:
+    made: list[ThreadRecordingProvider] = []
+
+    def factory() -> ThreadRecordingProvider:
+        made.append(ThreadRecordingProvider())
+        return made[-1]
+
+    async def scenario() -> None:
+        service = InferenceService(factory, instances=2)
+        service.start()
+        assert (await service.wait_loaded()).state is ReadyState.READY
+        assert len(made) == 2 and service.provider is made[0]
+        # Hold one instance inside its model call: the other keeps serving the queue.
+        for provider in made:
+            provider.gate.clear()
+            provider.entered.clear()  # set by the warm-up
+        loop = asyncio.get_running_loop()
+        first = asyncio.ensure_future(service.predict(["first"]))
+        assert await loop.run_in_executor(None, wait_any_entered, made, 5)
+        held = next(p for p in made if p.entered.is_set())
+        other = made[1] if held is made[0] else made[0]
+        other.gate.set()
+        second = await asyncio.wait_for(service.predict(["second"]), 5)
+        assert second.scores[0].probability_toxic == 0.06
+        assert not first.done()  # still inside the held instance
+        held.gate.set()
+        assert (await first).scores[0].probability_toxic == 0.05
+        # Each model was only ever called from its own thread (warm-up included).
+        assert all(len(p.threads) == 1 for p in made)
+        assert made[0].threads != made[1].threads
+        assert service.stop(timeout_s=5) is True
+
+    asyncio.run(scenario())
+
+
+def wait_any_entered(providers: Sequence[RecordingProvider], timeout_s: float) -> bool:
+    give_up = time.monotonic() + timeout_s
+    while time.monotonic() < give_up:
+        if any(p.entered.is_set() and not p.gate.is_set() for p in providers):
+            return True
+        time.sleep(0.001)
+    return False
+
+
+def test_an_instance_that_cannot_load_fails_readiness_for_all() -> None:
+    made: list[ThreadRecordingProvider] = []
+
+    def factory() -> ThreadRecordingProvider:
+        made.append(ThreadRecordingProvider(fail_load=len(made) == 1))
+        return made[-1]
+
+    async def scenario() -> None:
+        service = InferenceService(factory, instances=3)
+        service.start()
+        readiness = await service.wait_loaded()
+        assert readiness.state is ReadyState.FAILED
+        assert readiness.reason == "instance cannot load"
+        assert service.provider is None
+        with pytest.raises(ModelNotReady):
+            await service.predict(["never scored"])
+        assert service.stop(timeout_s=5) is True  # every instance's thread has exited
+        assert all("never scored" not in b for p in made for b in p.batches)
 
     asyncio.run(scenario())

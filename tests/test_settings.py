@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
         ("STARTUP_FAIL_FAST", "perhaps", "boolean"),
         ("REQUEST_TIMEOUT_MS", "0", "greater than or equal to 1"),
         ("HEADER_READ_TIMEOUT_SECONDS", "0", "greater than 0"),
+        ("MODEL_INSTANCES", "0", "greater than or equal to 1"),
     ],
 )
 def test_invalid_values_give_one_clear_line(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ torch = pytest.importorskip("torch", reason="torch not installed (requirements-t
 pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
 pytest.importorskip("onnx", reason="onnx (exporter) not installed (requirements-dev.txt)")
 
-from ml_prod_api.providers.onnx import OnnxProvider  # noqa: E402
+from ml_prod_api.providers.onnx import OnnxProvider, intra_op_threads  # noqa: E402
 from ml_prod_api.providers.transformer import TransformerProvider  # noqa: E402
 from tests.tiny_models import JIGSAW_LABELS, build_checkpoint, export_onnx  # noqa: E402
 
@@ -166,6 +168,28 @@ def test_onnx_provider_through_the_app(onnx_dir: Path) -> None:
         assert {p["model_version"] for p in preds} == {"tiny-7"}
         threshold = 0.42  # from metadata.json
         assert all((p["label"] == "toxic") == (p["probability_toxic"] >= threshold) for p in preds)
+
+
+def test_onnx_model_instances_serve_the_same_scores(onnx_dir: Path) -> None:
+    expected = [s.probability_toxic for s in _onnx(onnx_dir).predict_batch(TEXTS[:5])]
+    with running_client(
+        model_provider="onnx", model_path=onnx_dir, window_stride=4, model_instances=2
+    ) as c, ThreadPoolExecutor(4) as pool:
+        assert c.get("/readyz").status_code == 200
+        answers = list(
+            pool.map(lambda t: c.post("/v1/predict", json={"text": t}), TEXTS[:5] * 4)
+        )
+    assert [r.status_code for r in answers] == [200] * 20
+    got = [r.json()["prediction"]["probability_toxic"] for r in answers]
+    assert got == pytest.approx(expected * 4, abs=1e-6)
+
+
+def test_onnx_sessions_share_the_cores_between_instances() -> None:
+    cores = len(os.sched_getaffinity(0))
+    assert intra_op_threads(0, 1) == 0  # onnxruntime's own default: one thread per core
+    assert intra_op_threads(0, 2) == max(1, cores // 2)
+    assert intra_op_threads(0, 4 * cores) == 1
+    assert intra_op_threads(3, 2) == 3  # an explicit setting wins
 
 
 # --- bad artifacts ---------------------------------------------------------------------------

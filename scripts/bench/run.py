@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ BENCH = ROOT / "scripts" / "bench"
 RESULTS = ROOT / "benchmark-results"
 PLOTS = ROOT / "docs" / "benchmark"
 API_KEY = "bench-key-0123456789"
+ONNX_X2 = "ours onnx, 2 instances"
 
 
 @dataclass
@@ -126,9 +128,15 @@ def configs(have_onnx: bool) -> list[Config]:
     ]
     if have_onnx:
         out += [
-            ours("ours onnx, full stack", "onnx", full=True),
+            # No onnx full stack: the stack's cost is the stub's and tfidf's rows, and the
+            # full run must stay under 10 minutes.
             ours("ours onnx, bare", "onnx", full=False),
             ours("ours onnx, batching off", "onnx", full=False, extra={"BATCH_MAX_SIZE": "1"}),
+            # Two single-threaded model instances (DEPLOYMENT.md): batches of 8, since batching
+            # does not speed this model up on a CPU and a batch of 64 on one thread held its
+            # requests for a third of a second.
+            ours(ONNX_X2, "onnx", full=False,
+                 extra={"MODEL_INSTANCES": "2", "BATCH_MAX_SIZE": "8"}),
             ours("ours onnx, /predict_batch x32", "onnx", full=False, bodies="batch32",
                  path="/v1/predict_batch"),
         ]
@@ -298,7 +306,34 @@ def inprocess(have_onnx: bool, repeats: int) -> dict[str, Any]:
         # best figure, and three passes of them took 40 s of the 10-minute budget.
         out["onnx_unsorted"] = {str(b): rate(unsorted, b, repeats=1) for b in (1, 8, 32, 64)}
         out["onnx_sorted"] = {str(b): rate(onnx.predict_batch, b) for b in (1, 8, 32, 64)}
+        # MODEL_INSTANCES=2: two single-threaded sessions on their own threads, each taking
+        # every other chunk, as the service's two inference threads share its queue.
+        pair = [OnnxProvider(ROOT / "models" / "onnx", intra_op_threads=1) for _ in range(2)]
+        for provider in pair:
+            provider.load()
+            provider.predict_batch(texts[:8])
+        out["onnx_sorted_x2"] = {str(b): rate_parallel(pair, texts, b, repeats)
+                                 for b in (1, 8, 32, 64)}
     return out
+
+
+def rate_parallel(providers: list[Any], texts: list[str], batch: int, repeats: int) -> float:
+    """Items/s of several model instances, each scoring its share of the chunks on a thread."""
+    chunks = [texts[i : i + batch] for i in range(0, len(texts) - batch + 1, batch)]
+    best = 0.0
+    for _ in range(repeats):
+        threads = [
+            threading.Thread(target=lambda p=p, k=k: [p.predict_batch(c)
+                                                        for c in chunks[k::len(providers)]])
+            for k, p in enumerate(providers)
+        ]
+        t = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        best = max(best, sum(map(len, chunks)) / (time.perf_counter() - t))
+    return best
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -431,10 +466,18 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
                          for name, per in s.items()},
     }
     if "onnx_sorted" in raw:
-        best_raw = max(max(raw["onnx_sorted"].values()), max(raw["onnx_unsorted"].values()))
-        out["onnx_served_vs_best_raw"] = ratio(at("ours onnx, bare"), best_raw)
-        out["onnx_full_served_vs_best_raw"] = ratio(at("ours onnx, full stack"), best_raw)
+        # The issue's raw figure is one session at batch 1-64; two sessions side by side
+        # (onnx_sorted_x2) are faster still, so the best raw is the best of both.
+        one_session = max(max(raw["onnx_sorted"].values()), max(raw["onnx_unsorted"].values()))
+        best_raw = max(one_session, max(raw.get("onnx_sorted_x2", {"-": 0.0}).values()))
         out["onnx_best_raw_items_per_s"] = round(best_raw, 1)
+        out["onnx_best_raw_one_session_items_per_s"] = round(one_session, 1)
+        out["onnx_served_vs_best_raw"] = {
+            name: ratio(at(name), best_raw) for name in ("ours onnx, bare", ONNX_X2)
+        }
+        out["onnx_served_vs_one_session_raw"] = {
+            name: ratio(at(name), one_session) for name in ("ours onnx, bare", ONNX_X2)
+        }
         out["onnx_batching_on_vs_off"] = {
             str(c): ratio(at("ours onnx, bare", c), at("ours onnx, batching off", c))
             for c in result["concurrencies"]

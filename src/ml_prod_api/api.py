@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     service = InferenceService(
         lambda: create_provider(settings),
+        instances=settings.model_instances,
         batch_max_size=settings.batch_max_size,
         batch_max_wait_ms=settings.batch_max_wait_ms,
         queue_max_items=settings.queue_max_items,

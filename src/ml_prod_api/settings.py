@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     max_body_bytes: int | None = Field(default=None, ge=1)
 
     # --- serving: the inference queue --------------------------------------------------------
+    model_instances: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Copies of the model, each with its own inference thread, fed by one queue.",
+    )
     batch_max_size: int = Field(default=64, ge=1, le=10_000)
     batch_max_wait_ms: float = Field(default=0.0, ge=0.0, le=1000.0)
     queue_max_items: int = Field(default=2048, ge=1)

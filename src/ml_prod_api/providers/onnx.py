@@ -9,6 +9,7 @@ library, and windows, padding and post-processing are the ones the `transformer`
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -133,6 +134,15 @@ class OnnxProvider(WindowedClassifier):
         return logits
 
 
+def intra_op_threads(setting: int, instances: int) -> int:
+    """0 lets onnxruntime take one thread per core, which is right for one session; with several
+    model instances each session gets its share of the cores instead, since every session would
+    otherwise put a spinning thread on every core."""
+    if setting or instances == 1:
+        return setting
+    return max(1, len(os.sched_getaffinity(0)) // instances)
+
+
 def from_settings(settings: Settings) -> OnnxProvider:
     return OnnxProvider(
         settings.resolved_model_path,
@@ -140,7 +150,7 @@ def from_settings(settings: Settings) -> OnnxProvider:
         max_length=settings.max_seq_length,
         stride=settings.window_stride,
         forward_batch_size=settings.forward_batch_size,
-        intra_op_threads=settings.onnx_intra_op_threads,
+        intra_op_threads=intra_op_threads(settings.onnx_intra_op_threads, settings.model_instances),
         inter_op_threads=settings.onnx_inter_op_threads,
         version=settings.model_version,
     )

@@ -1,11 +1,17 @@
-"""The inference service: one thread owns the model; the async side only awaits.
+"""The inference service: one thread owns each model instance; the async side only awaits.
 
-Requests become jobs on a bounded queue. The inference thread gathers queued jobs into one
+Requests become jobs on a bounded queue. An inference thread gathers queued jobs into one
 `predict_batch` call (up to `batch_max_size` texts, waiting at most `batch_max_wait_ms` for more),
 drops jobs whose deadline passed or whose caller went away, and hands results back to the event
 loop with `call_soon_threadsafe`. This is the shape of TEI's `core/src/infer.rs` (a permit-bounded
 queue feeding a batching task); it is hand-written because no maintained Python library offers a
 bounded, deadline-aware batching queue for an in-process model thread.
+
+`instances` > 1 loads that many copies of the model, each with its own thread (and its own
+tokenizer: fast tokenizers are not thread-safe), all fed by the one queue: Triton's
+`instance_group { count: N, kind: KIND_CPU }`. On a CPU, two single-threaded onnxruntime sessions
+working on different batches do more than one session splitting every operator over two threads,
+which waits at each operator for its slower thread (issue 4).
 """
 
 from __future__ import annotations
@@ -96,6 +102,7 @@ class InferenceService:
         self,
         provider_factory: Callable[[], Provider],
         *,
+        instances: int = 1,
         batch_max_size: int = 64,
         batch_max_wait_ms: float = 0.0,
         queue_max_items: int = 2048,
@@ -105,7 +112,10 @@ class InferenceService:
     ) -> None:
         self._provider_factory = provider_factory
         self._on_readiness = on_readiness
-        self._provider: Provider | None = None
+        self._provider: Provider | None = None  # instance 0: names the model for the HTTP layer
+        if instances < 1:
+            raise ValueError("instances must be at least 1")
+        self.instances = instances
         self.batch_max_size = batch_max_size
         self.batch_max_wait_s = batch_max_wait_ms / 1000.0
         self.queue_max_items = queue_max_items
@@ -116,15 +126,20 @@ class InferenceService:
         self._queued_items = 0
         self._cond = threading.Condition()
         self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._state = Readiness(ReadyState.LOADING)
         self._loaded = threading.Event()
         self._load_ok = False
+        self._loads_pending = instances
+        self._load_failure: str | None = None
+        self._first_instance: Provider | None = None
+        self._load_started = 0.0
         # time.monotonic() of the first begin_drain(): the shutdown budget counts from there.
         self.drain_started_at: float | None = None
-        # Items per second the model thread has been finishing (EWMA): admission and Retry-After.
+        # Items per second one instance has been finishing (EWMA); times `instances`, the
+        # service's speed under load: admission and Retry-After.
         self._throughput = 0.0
-        self._running_items = 0  # in the batch the model is computing
+        self._running_items = [0] * instances  # in the batch each instance is computing
 
     # --- lifecycle ---------------------------------------------------------------------------
     @property
@@ -136,9 +151,20 @@ class InferenceService:
         return self._state
 
     def start(self) -> None:
-        """Start the inference thread; it loads the model, warms it up, then serves the queue."""
-        self._thread = threading.Thread(target=self._run, name="inference", daemon=True)
-        self._thread.start()
+        """Start the inference threads; each loads its model instance and warms it up, then
+        serves the queue once every instance is ready."""
+        self._load_started = time.perf_counter()
+        self._threads = [
+            threading.Thread(
+                target=self._run,
+                args=(index,),
+                name="inference" if self.instances == 1 else f"inference-{index}",
+                daemon=True,
+            )
+            for index in range(self.instances)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     async def wait_loaded(self) -> Readiness:
         """Wait until loading finished (successfully or not) without blocking the loop."""
@@ -153,17 +179,17 @@ class InferenceService:
             self._set_state(Readiness(ReadyState.DRAINING))
 
     def stop(self, timeout_s: float = 20.0) -> bool:
-        """Finish queued work, stop the thread. Returns False if it did not stop in time
-        (a hung model call: the daemon thread is abandoned so shutdown still completes)."""
+        """Finish queued work, stop the threads. Returns False if one did not stop in time
+        (a hung model call: daemon threads are abandoned so shutdown still completes)."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
         if self._state.state is not ReadyState.FAILED:
             self._set_state(Readiness(ReadyState.STOPPED))
-        if self._thread is None:
-            return True
-        self._thread.join(timeout_s)
-        return not self._thread.is_alive()
+        give_up_at = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(max(0.0, give_up_at - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
 
     def _set_state(self, state: Readiness) -> None:
         self._state = state
@@ -227,8 +253,8 @@ class InferenceService:
             # average that swings by a fifth under overload, and admitting right up to the
             # deadline turned most of the model's work into late 503s. An empty queue admits.
             if self._queued_items and self._throughput > 0:
-                ahead = self._running_items + self._queued_items
-                finish_s = (ahead + len(texts)) / self._throughput
+                ahead = sum(self._running_items) + self._queued_items
+                finish_s = (ahead + len(texts)) / (self._throughput * self.instances)
                 if finish_s > ADMISSION_HEADROOM * (job.deadline - now):
                     self.stats.rejected_count("deadline_unreachable")
                     raise Overloaded(
@@ -307,20 +333,24 @@ class InferenceService:
     def _estimated_drain_s(self) -> float:
         if self._throughput <= 0:
             return 1.0
-        return min(60.0, self._queued_items / self._throughput)
+        return min(60.0, self._queued_items / (self._throughput * self.instances))
 
     # --- the inference thread ----------------------------------------------------------------
-    def _run(self) -> None:
-        if not self._load():
+    def _run(self, index: int) -> None:
+        provider = self._load(index)
+        if provider is None:
             return
         while True:
-            batch = self._next_batch()
+            batch = self._next_batch(index)
             if batch is None:
                 return
-            self._process(batch)
+            self._process(provider, batch)
 
-    def _load(self) -> bool:
-        started = time.perf_counter()
+    def _load(self, index: int) -> Provider | None:
+        """Load and warm this thread's instance; the last instance to finish decides readiness.
+        Returns the provider to serve with, or None when any instance failed to load."""
+        reason: str | None = None
+        provider: Provider | None = None
         try:
             provider = self._provider_factory()
             provider.load()
@@ -329,8 +359,20 @@ class InferenceService:
             reason = exc.message
         except Exception as exc:  # a broken artifact must not kill the process
             reason = f"{type(exc).__name__}: {exc}"
-        else:
-            self._provider = provider
+        with self._cond:
+            if reason is not None and self._load_failure is None:
+                self._load_failure = reason
+            if index == 0:
+                self._first_instance = provider
+            self._loads_pending -= 1
+            last = self._loads_pending == 0
+        if not last:
+            self._loaded.wait()
+            return provider if self._load_ok else None
+        failure = self._load_failure
+        if failure is None:
+            assert self._first_instance is not None
+            self._provider = self._first_instance
             self._load_ok = True
             # The model and the app live as long as the process: move them out of the garbage
             # collector's sight (gc.freeze), so its full collections stop walking the model's
@@ -338,30 +380,31 @@ class InferenceService:
             # tfidf's p99 from 75 to 14 ms and raised its throughput by a quarter (issue 8).
             gc.collect()
             gc.freeze()
-            self.stats.set_model_info(provider.name, provider.version)
+            self.stats.set_model_info(self._provider.name, self._provider.version)
             log.info(
                 "model loaded",
                 extra={
-                    "provider": provider.name,
-                    "model_version": provider.version,
-                    "load_ms": round((time.perf_counter() - started) * 1000, 1),
+                    "provider": self._provider.name,
+                    "model_version": self._provider.version,
+                    "instances": self.instances,
+                    "load_ms": round((time.perf_counter() - self._load_started) * 1000, 1),
                 },
             )
             if self._state.state is ReadyState.LOADING:
                 self._set_state(Readiness(ReadyState.READY))
             self._loaded.set()
-            return True
-        log.error("model failed to load: %s", reason, extra={"event": "model_load_failed"})
-        self._set_state(Readiness(ReadyState.FAILED, reason))
+            return provider
+        log.error("model failed to load: %s", failure, extra={"event": "model_load_failed"})
+        self._set_state(Readiness(ReadyState.FAILED, failure))
         self._loaded.set()
-        # Fail every job that slipped in and exit the thread.
+        # Fail every job that slipped in; every instance's thread exits.
         with self._cond:
-            self._fail_queued(ModelNotReady(f"model not ready (failed: {reason})"))
-        return False
+            self._fail_queued(ModelNotReady(f"model not ready (failed: {failure})"))
+        return None
 
-    def _next_batch(self) -> list[_Job] | None:
+    def _next_batch(self, index: int) -> list[_Job] | None:
         with self._cond:
-            self._running_items = 0
+            self._running_items[index] = 0
             while self._head() is None:
                 if self._stopping:
                     return None
@@ -386,7 +429,7 @@ class InferenceService:
             ) <= self.batch_max_size:
                 batch.append(self._pop())
                 items += len(head.texts)
-            self._running_items = items
+            self._running_items[index] = items
             self.stats.set_queue_depth(self._queued_items)
             return batch
 
@@ -402,7 +445,7 @@ class InferenceService:
         self._queued_items -= len(job.texts)
         return job
 
-    def _process(self, batch: list[_Job]) -> None:
+    def _process(self, provider: Provider, batch: list[_Job]) -> None:
         now = time.monotonic()
         live: list[_Job] = []
         for job in batch:
@@ -415,11 +458,9 @@ class InferenceService:
             live.append(job)
             self.stats.observe_queue_wait(now - job.enqueued_at)
         if live:
-            self._score(live, now)
+            self._score(provider, live, now)
 
-    def _score(self, live: list[_Job], now: float) -> None:
-        provider = self._provider
-        assert provider is not None
+    def _score(self, provider: Provider, live: list[_Job], now: float) -> None:
         texts: list[str] = [text for job in live for text in job.texts]
         started = time.perf_counter()
         try:
@@ -450,12 +491,14 @@ class InferenceService:
                     job.cancelled = True
                     self._resolve(job, exc=DeadlineExceeded("deadline passed while retried"))
                     continue
-                self._score([job], now)
+                self._score(provider, [job], now)
             return
         elapsed = time.perf_counter() - started
         self.stats.observe_inference(provider.name, elapsed, len(texts))
         if elapsed > 0:
             rate = len(texts) / elapsed
+            # Several instances may update this at once without the lock: a lost update of a
+            # moving average is harmless, and the lock is the queue's.
             self._throughput = (
                 rate if self._throughput == 0 else 0.8 * self._throughput + 0.2 * rate
             )
