@@ -55,14 +55,20 @@ def tables(result: dict[str, Any]) -> str:
     raw = result.get("inprocess_items_per_s") or {}
     if raw:
         lines += [
-            "**In-process throughput** (items/s, best of repetitions, unsorted onnx in one pass;"
-            " no HTTP)",
+            "**In-process throughput** (items/s, no HTTP; median of one pass per repetition, run"
+            " between the served cells, min-max in brackets; unsorted onnx in the first pass only)",
             "",
             "| model | batch 1 | batch 8 | batch 32 | batch 64 |",
             "|---|---:|---:|---:|---:|",
         ]
+
+        def cell(v: dict[str, float]) -> str:
+            if v["passes"] < 2:
+                return f"{v['median']:.0f}"
+            return f"{v['median']:.0f} ({v['min']:.0f}-{v['max']:.0f})"
+
         for name, per in raw.items():
-            lines.append(f"| {name} | " + " | ".join(f"{per[b]:.0f}" for b in
+            lines.append(f"| {name} | " + " | ".join(cell(per[b]) for b in
                                                      ("1", "8", "32", "64")) + " |")
         lines.append("")
     lines += ["**Cold start to ready** (s)", "", "| configuration | s |", "|---|---:|"]
