@@ -13,6 +13,7 @@ within 2 s.
 
     python -m scripts.reliability.overload                   # tfidf, 30 s
     python -m scripts.reliability.overload --provider onnx
+    python -m scripts.reliability.overload --provider onnx --model-instances 2 --batch-max-size 8
     python -m scripts.reliability.overload --quick           # 5 s
 """
 
@@ -37,6 +38,7 @@ def settings_for(args: argparse.Namespace) -> dict[str, str]:
         "QUEUE_MAX_ITEMS": str(args.queue_max_items),
         "REQUEST_TIMEOUT_MS": str(args.timeout_ms),
         "BATCH_MAX_SIZE": str(args.batch_max_size),
+        "MODEL_INSTANCES": str(args.model_instances),
         "DRAIN_GRACE_SECONDS": "0",
         "LOG_LEVEL": "INFO",
     }
@@ -214,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queue-max-items", type=int, default=256)
     p.add_argument("--timeout-ms", type=int, default=2000)
     p.add_argument("--batch-max-size", type=int, default=64)
+    p.add_argument("--model-instances", type=int, default=1)
     p.add_argument(
         "--uvicorn-limit-concurrency",
         type=int,
@@ -241,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         "timeout_ms": args.timeout_ms,
         "seconds": seconds,
         "factor": args.factor,
+        "model_instances": args.model_instances,
+        "batch_max_size": args.batch_max_size,
     }
     argv = None
     if args.uvicorn_limit_concurrency:
