@@ -51,6 +51,7 @@ class Config:
     path: str = "/v1/predict"
     api_key: str = ""
     bodies: str = "single"  # or "batch32"
+    concurrencies: tuple[int, ...] = (8, 32)  # where batch32 bodies are measured
     group: str = "ours"
     proc: subprocess.Popen[bytes] | None = None
     port: int = 0
@@ -92,7 +93,8 @@ def write_bodies(tmp: Path) -> dict[str, Path]:
 
 
 def ours(name: str, provider: str, *, full: bool, extra: dict[str, str] | None = None,
-         bodies: str = "single", path: str = "/v1/predict") -> Config:
+         bodies: str = "single", path: str = "/v1/predict",
+         concurrencies: tuple[int, ...] = (8, 32)) -> Config:
     env = {"MODEL_PROVIDER": provider, "DRAIN_GRACE_SECONDS": "0", "LOG_LEVEL": "WARNING"}
     if full:
         env.update({"API_KEYS": f"bench:{API_KEY}", "RATE_LIMIT": "100000000/minute",
@@ -100,7 +102,8 @@ def ours(name: str, provider: str, *, full: bool, extra: dict[str, str] | None =
     env.update(extra or {})
     return Config(name, [sys.executable, "-m", "ml_prod_api.cli", "serve", "--host",
                          "127.0.0.1", "--port", "{port}"], env,
-                  api_key=API_KEY if full else "", bodies=bodies, path=path)
+                  api_key=API_KEY if full else "", bodies=bodies, path=path,
+                  concurrencies=concurrencies)
 
 
 def uvicorn_app(name: str, module: str, group: str) -> Config:
@@ -138,7 +141,7 @@ def configs(have_onnx: bool) -> list[Config]:
             ours(ONNX_X2, "onnx", full=False,
                  extra={"MODEL_INSTANCES": "2", "BATCH_MAX_SIZE": "8"}),
             ours("ours onnx, /predict_batch x32", "onnx", full=False, bodies="batch32",
-                 path="/v1/predict_batch"),
+                 path="/v1/predict_batch", concurrencies=(32,)),
         ]
     return out
 
@@ -419,8 +422,8 @@ def main() -> int:
                         flush=True)
                 for c in concurrencies:
                     for cfg in cfgs:
-                        if cfg.bodies == "batch32" and c not in (8, 32):
-                            continue  # 32 texts a request: two concurrencies are enough
+                        if cfg.bodies == "batch32" and c not in cfg.concurrencies:
+                            continue  # 32 texts a request: one or two concurrencies are enough
                         pause(cfg, False)
                         try:
                             r = measure(cfg, bodies[cfg.bodies], c, seconds, warmup)
