@@ -8,9 +8,11 @@ training metadata can say exactly what the model was trained on.
 from __future__ import annotations
 
 import csv
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+# The service's own hashing, so a training record and the artifact check agree by construction.
+from ml_prod_api.providers.artifact_files import sha256_file as sha256_of
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
@@ -34,14 +36,6 @@ class LabeledTexts:
     @property
     def positives(self) -> int:
         return sum(self.labels)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def require(path: Path) -> Path:
