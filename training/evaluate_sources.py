@@ -1,0 +1,250 @@
+"""Evaluate a shipped model on every source's test split, the bias sets and the behavioural suite.
+
+    python training/evaluate_sources.py --provider tfidf [--model models/tfidf] [--write-metadata]
+    python training/evaluate_sources.py --provider onnx
+    python training/evaluate_sources.py --provider transformer --model models/transformer
+
+Scores go through the serving code (`create_provider(Settings(...))`, `load`, `predict_batch`), so
+what is measured is what is served, at the threshold the artifact records. Reports:
+
+- per source, on its test split (read here once per shipped model): ROC-AUC, macro-F1, ECE;
+- `bias_madlibs` (evaluation only): per identity term, the false-positive rate on `NOT_BAD`
+  sentences that merely name an identity, and the AUC;
+- identity bias on the project's own test splits, with the measures of the Jigsaw Unintended
+  Bias challenge: subgroup AUC, BPSN AUC (background positive, subgroup negative: does naming
+  the identity make benign text look toxic?) and BNSP AUC, plus the challenge's final bias
+  metric (0.25 overall AUC + 0.75 x the power-mean (p = -5) of the three per-identity means);
+- the behavioural suite (`functional_suite.py`): accuracy per functionality;
+- a reliability diagram (calibration plot) per model under docs/model/.
+
+`--write-metadata` stores the figures under `metrics` in the artifact's `metadata.json`;
+`--markdown FILE` writes the tables MODEL_CARD.md quotes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TRAINING_DIR = Path(__file__).resolve().parent
+REPO_ROOT = TRAINING_DIR.parent
+sys.path.insert(0, str(REPO_ROOT / "src"))
+sys.path.insert(0, str(TRAINING_DIR))
+
+from sklearn.metrics import roc_auc_score  # noqa: E402
+
+from corpus import EVALUATED_SOURCES, load_corpus  # noqa: E402
+from data_sources import DEFAULT_DATA_DIR, DataFileMissing, read_bias_madlibs  # noqa: E402
+from evaluate import _pyplot, _save, bias_report, split_metrics  # noqa: E402
+from functional_suite import accuracy_by_functionality, read_suite  # noqa: E402
+from identity import REPORTED_TERMS, mentions  # noqa: E402
+
+POWER = -5.0
+
+
+def make_scorer(provider_name: str, model: Path) -> tuple[Any, float]:
+    """The served provider, loaded, and its threshold."""
+    from ml_prod_api.providers import create_provider
+    from ml_prod_api.settings import Settings
+
+    settings = Settings(model_provider=provider_name, model_path=model)
+    provider = create_provider(settings)
+    provider.load()
+    threshold = provider.default_threshold
+    return provider, 0.5 if threshold is None else float(threshold)
+
+
+def score(provider: Any, texts: list[str], batch: int = 64) -> np.ndarray:
+    from tqdm import tqdm
+
+    out = np.zeros(len(texts), dtype=np.float64)
+    # Sorted by length so a transformer pads little; the order is restored on the way out.
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    for start in tqdm(range(0, len(texts), batch), desc="score", unit="batch", leave=False):
+        index = order[start : start + batch]
+        scores = provider.predict_batch([texts[i] for i in index])
+        out[index] = [s.probability_toxic for s in scores]
+    return out
+
+
+def _power_mean(values: list[float], p: float = POWER) -> float:
+    arr = np.asarray(values, dtype=np.float64)
+    return float(np.mean(arr**p) ** (1.0 / p))
+
+
+def identity_bias(
+    proba: np.ndarray, y: np.ndarray, texts: list[str], terms: tuple[str, ...] = REPORTED_TERMS
+) -> dict[str, Any]:
+    """Subgroup, BPSN and BNSP AUC per identity, and the Jigsaw final bias metric."""
+    per_term: dict[str, dict[str, float | int]] = {}
+    for term in terms:
+        sub = np.asarray([mentions(t, term) for t in texts])
+        if sub.sum() < 20 or len(set(y[sub])) < 2:
+            continue
+        bpsn = (~sub & (y == 1)) | (sub & (y == 0))
+        bnsp = (~sub & (y == 0)) | (sub & (y == 1))
+        per_term[term] = {
+            "rows": int(sub.sum()),
+            "toxic": int(y[sub].sum()),
+            "subgroup_auc": round(float(roc_auc_score(y[sub], proba[sub])), 4),
+            "bpsn_auc": round(float(roc_auc_score(y[bpsn], proba[bpsn])), 4),
+            "bnsp_auc": round(float(roc_auc_score(y[bnsp], proba[bnsp])), 4),
+        }
+    overall = float(roc_auc_score(y, proba))
+    means = [
+        _power_mean([float(v[k]) for v in per_term.values()])
+        for k in ("subgroup_auc", "bpsn_auc", "bnsp_auc")
+    ]
+    return {
+        "rows": int(len(y)),
+        "overall_auc": round(overall, 4),
+        "power_mean_subgroup_auc": round(means[0], 4),
+        "power_mean_bpsn_auc": round(means[1], 4),
+        "power_mean_bnsp_auc": round(means[2], 4),
+        "final_bias_metric": round(0.25 * overall + 0.75 * float(np.mean(means)), 4),
+        "per_term": per_term,
+    }
+
+
+def plot_reliability(proba: np.ndarray, y: np.ndarray, title: str, path: Path) -> Path:
+    """Reliability diagram: observed toxic rate against mean predicted probability, 10 bins."""
+    plt = _pyplot()
+    edges = np.linspace(0, 1, 11)
+    index = np.clip(np.digitize(proba, edges[1:-1]), 0, 9)
+    xs, ys, ns = [], [], []
+    for b in range(10):
+        mask = index == b
+        if mask.sum() >= 10:
+            xs.append(proba[mask].mean())
+            ys.append(y[mask].mean())
+            ns.append(int(mask.sum()))
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect")
+    ax.plot(xs, ys, marker="o", label="model")
+    ax.set_xlabel("mean predicted probability_toxic")
+    ax.set_ylabel("observed share toxic")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
+def evaluate(provider_name: str, model: Path, data_dir: Path, plots_dir: Path) -> dict[str, Any]:
+    provider, threshold = make_scorer(provider_name, model)
+    corpus = load_corpus(data_dir, include_test=True)
+    test = corpus.test
+    test_proba = score(provider, test.texts)
+    y_test = np.asarray(test.labels)
+    sources = np.asarray(test.sources)
+    per_source: dict[str, Any] = {}
+    for source in EVALUATED_SOURCES:
+        mask = sources == source
+        if mask.any() and len(set(y_test[mask])) == 2:
+            per_source[source] = split_metrics(test_proba[mask], y_test[mask], threshold)
+
+    madlibs = read_bias_madlibs(data_dir / "bias_madlibs" / "bias_madlibs_77k.csv")
+    madlibs_proba = score(provider, madlibs.texts, batch=256)
+    madlibs_y = np.asarray(madlibs.labels)
+    bias = bias_report(madlibs_proba, madlibs_y, madlibs.texts, threshold)
+
+    suite = read_suite()
+    suite_proba = score(provider, [c.text for c in suite])
+    functional = accuracy_by_functionality(suite, suite_proba.tolist(), threshold)
+
+    plot_reliability(
+        test_proba,
+        y_test.astype(np.float64),
+        f"{provider_name}: every source's test split pooled",
+        plots_dir / f"{provider_name}_calibration.png",
+    )
+    return {
+        "model_version": provider.version,
+        "threshold": threshold,
+        "test": per_source,
+        "test_mean_roc_auc": round(float(np.mean([m["roc_auc"] for m in per_source.values()])), 4),
+        "bias_madlibs": bias,
+        "identity_bias_own_test": identity_bias(test_proba, y_test, test.texts),
+        "functional_suite": functional,
+        "data_files": corpus.files,
+    }
+
+
+def markdown(provider_name: str, m: dict[str, Any]) -> str:
+    lines = [f"### {provider_name} (`{m['model_version']}`, threshold {m['threshold']})", ""]
+    lines += [
+        "| source (test split) | rows | toxic | ROC-AUC | macro-F1 | ECE |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for source, s in m["test"].items():
+        lines.append(
+            f"| {source} | {s['rows']} | {s['toxic']} | {s['roc_auc']:.3f} | "
+            f"{s['macro_f1']:.3f} | {s['ece']:.3f} |"
+        )
+    lines.append(f"| **mean** | | | **{m['test_mean_roc_auc']:.3f}** | | |")
+    b = m["bias_madlibs"]
+    worst = sorted(b["per_term"].items(), key=lambda kv: -kv[1]["fpr"])
+    lines += [
+        "",
+        f"bias_madlibs: ROC-AUC {b['overall_auc']:.3f}, false-positive rate on `NOT_BAD` "
+        f"{b['overall_fpr']:.3f}; largest per-term FPR {worst[0][1]['fpr']:.3f} ({worst[0][0]}).",
+        "",
+        "| identity term | FPR on NOT_BAD | AUC |",
+        "|---|---:|---:|",
+    ]
+    for term, t in worst[:12]:
+        lines.append(f"| {term} | {t['fpr']:.3f} | {t['auc']:.3f} |")
+    ib = m["identity_bias_own_test"]
+    lines += [
+        "",
+        f"Own test splits, Jigsaw measures: overall AUC {ib['overall_auc']:.3f}, "
+        f"final bias metric **{ib['final_bias_metric']:.3f}** (power means: subgroup "
+        f"{ib['power_mean_subgroup_auc']:.3f}, BPSN {ib['power_mean_bpsn_auc']:.3f}, "
+        f"BNSP {ib['power_mean_bnsp_auc']:.3f}).",
+        "",
+        "| identity | rows | toxic | subgroup AUC | BPSN AUC | BNSP AUC |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for term, t in ib["per_term"].items():
+        lines.append(
+            f"| {term} | {t['rows']} | {t['toxic']} | {t['subgroup_auc']:.3f} | "
+            f"{t['bpsn_auc']:.3f} | {t['bnsp_auc']:.3f} |"
+        )
+    lines += ["", "| functionality | expected | cases | accuracy |", "|---|---|---:|---:|"]
+    for name, f in m["functional_suite"].items():
+        lines.append(f"| {name} | {f['expected']} | {f['cases']} | {f['accuracy']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--provider", choices=["tfidf", "onnx", "transformer"], required=True)
+    parser.add_argument("--model", type=Path, help="default: models/PROVIDER")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--plots-dir", type=Path, default=REPO_ROOT / "docs" / "model")
+    parser.add_argument("--write-metadata", action="store_true")
+    parser.add_argument("--markdown", type=Path, help="write the MODEL_CARD.md tables here")
+    args = parser.parse_args(argv)
+    model = args.model or REPO_ROOT / "models" / args.provider
+    try:
+        metrics = evaluate(args.provider, model, args.data_dir, args.plots_dir)
+    except DataFileMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    table = markdown(args.provider, metrics)
+    print(table)
+    if args.markdown:
+        args.markdown.write_text(table, encoding="utf-8")
+    if args.write_metadata:
+        path = model / "metadata.json"
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+        metadata["metrics"] = {k: v for k, v in metrics.items() if k != "model_version"}
+        path.write_text(json.dumps(metadata, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
