@@ -45,7 +45,7 @@ ANYWHERE: list[Rule] = [
         "Prometheus metrics",
         lambda f: "prometheus_client" in f or "ml_prod_api/metrics.py" in f,
     ),
-    ("hand-off to the inference thread and back", lambda f: "serving/service.py" in f),
+    ("hand-off to the inference thread and back", lambda f: "ml_prod_api/serving/" in f),
     (
         "body read, JSON parse, validation",
         lambda f: "ml_prod_api/http/validation.py" in f or "body (starlette/requests.py" in f,

@@ -2,7 +2,7 @@
 
 With several workers behind one socket, `/readyz` is answered by whichever worker accepts the
 connection, so a pod could say "ready" while another worker is still loading its model and
-answering 503 (found by the container smoke test). Each worker therefore keeps a marker file
+answering 503. Each worker therefore keeps a marker file
 `ready-<pid>` in the shared multiprocess directory while it is ready, and a worker reports ready
 only when as many live workers are ready as were started. Hand-written: uvicorn's supervisor
 offers no shared state between workers.
@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from ml_prod_api.metrics import pid_alive
-from ml_prod_api.serving.service import Readiness
+from ml_prod_api.serving.readiness import Readiness
 
 MARKER_PREFIX = "ready-"
 
