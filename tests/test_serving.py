@@ -332,3 +332,38 @@ def test_an_instance_that_cannot_load_fails_readiness_for_all() -> None:
         assert all("never scored" not in b for p in made for b in p.batches)
 
     asyncio.run(scenario())
+
+
+class SmallBatchProvider(RecordingProvider):
+    """Wants at most 3 texts in one call."""
+
+    @property
+    def max_batch_size(self) -> int:
+        return 3
+
+
+def test_no_call_exceeds_the_providers_max_batch_size() -> None:
+    provider = SmallBatchProvider()
+
+    async def scenario() -> None:
+        service = await _started(provider, batch_max_wait_ms=200, batch_max_size=64)
+        provider.batches.clear()
+        held = await _hold_the_model(service, provider, "held")
+        # Queued behind the held call: 8 single texts and one request of 7, room for one batch.
+        singles = [asyncio.ensure_future(service.predict(["s" * n])) for n in range(1, 9)]
+        big_texts = ["b" * n for n in range(1, 8)]
+        big = asyncio.ensure_future(service.predict(big_texts))
+        while service.queued_items < 15:
+            await asyncio.sleep(0.001)
+        provider.gate.set()
+        await held
+        results = await asyncio.gather(*singles)
+        assert [r.scores[0].probability_toxic for r in results] == [n / 100 for n in range(1, 9)]
+        assert [s.probability_toxic for s in (await big).scores] == [n / 100 for n in range(1, 8)]
+        assert provider.batches[0] == ["held"]
+        calls = provider.batches[1:]
+        assert sum(len(b) for b in calls) == 15
+        assert max(len(b) for b in calls) == 3, calls
+        service.stop()
+
+    asyncio.run(scenario())

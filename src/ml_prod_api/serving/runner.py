@@ -149,8 +149,12 @@ class InstanceRunner:
         provider = self._load()
         if provider is None:
             return
-        while (batch := self.queue.next_batch(self.index, self.batch_max_size)) is not None:
-            self._process(provider, batch)
+        # The provider's own limit caps every call it receives, as TEI caps its batches by the
+        # backend's `max_batch_size`; it is read once the model is loaded.
+        call_max = max(1, provider.max_batch_size)
+        batch_max = min(self.batch_max_size, call_max)
+        while (batch := self.queue.next_batch(self.index, batch_max)) is not None:
+            self._process(provider, batch, call_max)
 
     def _load(self) -> Provider | None:
         """Load and warm this instance. Returns the provider to serve with, or None when any
@@ -167,7 +171,7 @@ class InstanceRunner:
             failure = f"{type(exc).__name__}: {exc}"
         return provider if self.loads.report(self.index, provider, failure) else None
 
-    def _process(self, provider: Provider, batch: list[Job]) -> None:
+    def _process(self, provider: Provider, batch: list[Job], call_max: int) -> None:
         now = time.monotonic()
         live: list[Job] = []
         for job in batch:
@@ -180,13 +184,13 @@ class InstanceRunner:
             live.append(job)
             self.stats.observe_queue_wait(now - job.enqueued_at)
         if live:
-            self._score(provider, live, now)
+            self._score(provider, live, now, call_max)
 
-    def _score(self, provider: Provider, live: list[Job], now: float) -> None:
+    def _score(self, provider: Provider, live: list[Job], now: float, call_max: int) -> None:
         texts: list[str] = [text for job in live for text in job.texts]
         started = time.perf_counter()
         try:
-            scores = _predict(provider, texts)
+            scores = _predict(provider, texts, call_max)
         except Exception as exc:
             # The exception text may quote input, so log its type only.
             log.error(
@@ -202,7 +206,7 @@ class InstanceRunner:
             if len(live) == 1:
                 resolve(live[0], exc=InferenceError("the model failed to score this request"))
                 return
-            self._isolate(provider, live, now)
+            self._isolate(provider, live, now, call_max)
             return
         elapsed = time.perf_counter() - started
         self.stats.observe_inference(provider.name, elapsed, len(texts))
@@ -218,7 +222,7 @@ class InstanceRunner:
             else:
                 self._explain(provider, job, job_scores)
 
-    def _isolate(self, provider: Provider, live: list[Job], now: float) -> None:
+    def _isolate(self, provider: Provider, live: list[Job], now: float, call_max: int) -> None:
         """A call that gathered several requests failed: score each request on its own, so one
         bad text fails only the request that sent it, not every request it shared a call with."""
         for job in live:
@@ -228,7 +232,7 @@ class InstanceRunner:
                 job.cancelled = True
                 resolve(job, exc=DeadlineExceeded("deadline passed while retried"))
                 continue
-            self._score(provider, [job], now)
+            self._score(provider, [job], now, call_max)
 
     @staticmethod
     def _explain(provider: Provider, job: Job, scores: list[Score]) -> None:
@@ -245,8 +249,15 @@ class InstanceRunner:
             resolve(job, result=(scores, explanation))
 
 
-def _predict(provider: Provider, texts: Sequence[str]) -> list[Score]:
-    scores = provider.predict_batch(texts)
-    if len(scores) != len(texts):
-        raise RuntimeError(f"provider returned {len(scores)} scores for {len(texts)} texts")
+def _predict(provider: Provider, texts: Sequence[str], call_max: int) -> list[Score]:
+    """Score texts in calls of at most `call_max` (one request may hold more on its own)."""
+    scores: list[Score] = []
+    for start in range(0, len(texts), call_max):
+        chunk = texts[start : start + call_max]
+        chunk_scores = provider.predict_batch(chunk)
+        if len(chunk_scores) != len(chunk):
+            raise RuntimeError(
+                f"provider returned {len(chunk_scores)} scores for {len(chunk)} texts"
+            )
+        scores.extend(chunk_scores)
     return scores
