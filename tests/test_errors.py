@@ -59,7 +59,7 @@ def test_batch_validation(client: TestClient, body: Any, code: str, needle: str)
 
 
 def test_limits_follow_settings(client_factory) -> None:  # type: ignore[no-untyped-def]
-    c = client_factory(max_text_length=10, max_batch_size=2)
+    c = client_factory(max_text_length=10, max_texts_per_request=2)
     assert c.post("/v1/predict", json={"text": "x" * 10}).status_code == 200
     err = assert_envelope(c.post("/v1/predict", json={"text": "x" * 11}), 422, "text_too_long")
     assert "10" in err["message"]

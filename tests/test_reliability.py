@@ -42,7 +42,7 @@ def _records(server: LoggedServer, event: str) -> list[dict[str, object]]:
 def test_overload_refuses_the_excess_with_429_and_keeps_serving(tmp_path: Path) -> None:
     # A slow model (200 ms a call, 1 text a call) behind a queue of 2 texts, offered 24 requests
     # at once: some are served, the rest refused at once with the envelope and Retry-After.
-    settings = {"STUB_DELAY_MS": "200", "BATCH_MAX_SIZE": "1", "QUEUE_MAX_ITEMS": "2"}
+    settings = {"STUB_DELAY_MS": "200", "QUEUE_BATCH_MAX_SIZE": "1", "QUEUE_MAX_ITEMS": "2"}
     with run_logged_server(tmp_path / "server.log", **settings) as server:
         server.wait_ready(timeout_s=60)
         answers: list[httpx2.Response] = []

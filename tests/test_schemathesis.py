@@ -19,7 +19,7 @@ from tests.conftest import make_settings
 from tests.servers import ServerProcess, run_server
 
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "50"))
-LIMITS = {"max_batch_size": 8, "max_text_length": 500}
+LIMITS = {"max_texts_per_request": 8, "max_text_length": 500}
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

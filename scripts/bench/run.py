@@ -125,7 +125,7 @@ def configs(have_onnx: bool) -> list[Config]:
         ours("ours stub, bare", "stub", full=False),
         ours("ours tfidf, full stack", "tfidf", full=True),
         ours("ours tfidf, bare", "tfidf", full=False),
-        ours("ours tfidf, batching off", "tfidf", full=False, extra={"BATCH_MAX_SIZE": "1"}),
+        ours("ours tfidf, batching off", "tfidf", full=False, extra={"QUEUE_BATCH_MAX_SIZE": "1"}),
         ours("ours tfidf, /predict_batch x32", "tfidf", full=False, bodies="batch32",
              path="/v1/predict_batch"),
     ]
@@ -134,12 +134,13 @@ def configs(have_onnx: bool) -> list[Config]:
             # No onnx full stack: the stack's cost is the stub's and tfidf's rows, and the
             # full run must stay under 10 minutes.
             ours("ours onnx, bare", "onnx", full=False),
-            ours("ours onnx, batching off", "onnx", full=False, extra={"BATCH_MAX_SIZE": "1"}),
+            ours("ours onnx, batching off", "onnx", full=False,
+                 extra={"QUEUE_BATCH_MAX_SIZE": "1"}),
             # Two single-threaded model instances (DEPLOYMENT.md): batches of 8, since batching
             # does not speed this model up on a CPU and a batch of 64 on one thread held its
             # requests for a third of a second.
             ours(ONNX_X2, "onnx", full=False,
-                 extra={"MODEL_INSTANCES": "2", "BATCH_MAX_SIZE": "8"}),
+                 extra={"MODEL_INSTANCES": "2", "QUEUE_BATCH_MAX_SIZE": "8"}),
             ours("ours onnx, /predict_batch x32", "onnx", full=False, bodies="batch32",
                  path="/v1/predict_batch", concurrencies=(32,)),
         ]

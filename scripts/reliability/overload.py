@@ -1,4 +1,4 @@
-"""Scenario 1, overload: offer about 4x the measured capacity for 30 s (issue 9).
+r"""Scenario 1, overload: offer about 4x the measured capacity for 30 s (issue 9).
 
 1. Capacity: a closed loop of 32 connections for a few seconds; accepted requests per second.
 2. Normal latency: an open loop at half that rate.
@@ -13,7 +13,8 @@ within 2 s.
 
     python -m scripts.reliability.overload                   # tfidf, 30 s
     python -m scripts.reliability.overload --provider onnx
-    python -m scripts.reliability.overload --provider onnx --model-instances 2 --batch-max-size 8
+    python -m scripts.reliability.overload --provider onnx --model-instances 2 \
+        --queue-batch-max-size 8
     python -m scripts.reliability.overload --quick           # 5 s
 """
 
@@ -37,7 +38,7 @@ def settings_for(args: argparse.Namespace) -> dict[str, str]:
         "MODEL_PROVIDER": provider,
         "QUEUE_MAX_ITEMS": str(args.queue_max_items),
         "REQUEST_TIMEOUT_MS": str(args.timeout_ms),
-        "BATCH_MAX_SIZE": str(args.batch_max_size),
+        "QUEUE_BATCH_MAX_SIZE": str(args.queue_batch_max_size),
         "MODEL_INSTANCES": str(args.model_instances),
         "DRAIN_GRACE_SECONDS": "0",
         "LOG_LEVEL": "INFO",
@@ -215,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--factor", type=float, default=4.0, help="offered load / capacity (4)")
     p.add_argument("--queue-max-items", type=int, default=256)
     p.add_argument("--timeout-ms", type=int, default=2000)
-    p.add_argument("--batch-max-size", type=int, default=64)
+    # --batch-max-size: the flag's name before QUEUE_BATCH_MAX_SIZE was renamed, still accepted.
+    p.add_argument("--queue-batch-max-size", "--batch-max-size", type=int, default=64)
     p.add_argument("--model-instances", type=int, default=1)
     p.add_argument(
         "--uvicorn-limit-concurrency",
@@ -245,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": seconds,
         "factor": args.factor,
         "model_instances": args.model_instances,
-        "batch_max_size": args.batch_max_size,
+        "queue_batch_max_size": args.queue_batch_max_size,
     }
     argv = None
     if args.uvicorn_limit_concurrency:

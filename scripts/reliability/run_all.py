@@ -31,7 +31,7 @@ DRILLS: list[tuple[str, str, list[str], int]] = [
     (
         "overload-slow-model",
         "overload",
-        ["--provider", "stub", "--batch-max-size", "4", "--stub-delay-ms", "20"],
+        ["--provider", "stub", "--queue-batch-max-size", "4", "--stub-delay-ms", "20"],
         300,
     ),
     ("overload-tfidf", "overload", ["--provider", "tfidf"], 300),

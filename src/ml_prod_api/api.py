@@ -50,8 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     service = InferenceService(
         lambda: create_provider(settings),
         instances=settings.model_instances,
-        batch_max_size=settings.batch_max_size,
-        batch_max_wait_ms=settings.batch_max_wait_ms,
+        batch_max_size=settings.queue_batch_max_size,
+        batch_max_wait_ms=settings.queue_batch_max_wait_ms,
         queue_max_items=settings.queue_max_items,
         request_timeout_ms=settings.request_timeout_ms,
         metrics=metrics,
@@ -165,7 +165,7 @@ def _document_limits(app: FastAPI, settings: Settings) -> None:
             )
         models["PredictRequest"]["properties"]["text"].update(text)
         texts = models["BatchPredictRequest"]["properties"]["texts"]
-        texts.update({"minItems": 1, "maxItems": settings.max_batch_size})
+        texts.update({"minItems": 1, "maxItems": settings.max_texts_per_request})
         texts["items"].update(text)
         app.openapi_schema = schema
         return schema

@@ -91,6 +91,11 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], Any]:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service: InferenceService = app.state.service
         log.info("starting", extra={"event": "startup", "settings": settings.redacted()})
+        for old, new in settings.renamed_in_use:
+            log.warning(
+                f"setting {old} is deprecated: it was renamed {new}",
+                extra={"event": "deprecated_setting", "old_name": old, "new_name": new},
+            )
         service.start()
         if settings.startup_fail_fast:
             readiness = await service.wait_loaded()

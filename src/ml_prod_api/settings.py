@@ -1,7 +1,8 @@
 """The one Settings object, read from the environment (and an optional `.env` file).
 
 Every value is validated when the app is built; an invalid value becomes one `ConfigError` line
-that names the variable, the value and what is allowed.
+that names the variable, the value and what is allowed. Over 300 lines on purpose: every
+variable the service reads, with its check, is found in this one file.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -31,6 +33,18 @@ _BODY_OVERHEAD_BYTES = 64 * 1024
 
 
 _SECRET_SETTINGS = ("api_keys",)
+
+# Renamed settings: the field that reads the old environment name -> the field of the new name.
+_RENAMED = {
+    "old_max_batch_size": "max_texts_per_request",
+    "old_batch_max_size": "queue_batch_max_size",
+    "old_batch_max_wait_ms": "queue_batch_max_wait_ms",
+}
+
+# Value types shared by a renamed setting and its old name, so both are checked alike.
+TextsPerRequest = Annotated[int, Field(ge=1, le=10_000)]
+QueueBatchMaxSize = Annotated[int, Field(ge=1, le=10_000)]
+QueueBatchMaxWaitMs = Annotated[float, Field(ge=0.0, le=1000.0)]
 
 
 class ConfigError(Exception):
@@ -89,7 +103,9 @@ class Settings(BaseSettings):
 
     # --- validation limits -------------------------------------------------------------------
     max_text_length: int = Field(default=5000, ge=1, le=1_000_000)
-    max_batch_size: int = Field(default=64, ge=1, le=10_000)
+    max_texts_per_request: TextsPerRequest = Field(
+        default=64, description="Texts per /v1/predict_batch request."
+    )
     max_body_bytes: int | None = Field(default=None, ge=1)
 
     # --- serving: the inference queue --------------------------------------------------------
@@ -99,8 +115,12 @@ class Settings(BaseSettings):
         le=64,
         description="Copies of the model, each with its own inference thread, fed by one queue.",
     )
-    batch_max_size: int = Field(default=64, ge=1, le=10_000)
-    batch_max_wait_ms: float = Field(default=0.0, ge=0.0, le=1000.0)
+    queue_batch_max_size: QueueBatchMaxSize = Field(
+        default=64, description="Texts gathered into one model call by the inference queue."
+    )
+    queue_batch_max_wait_ms: QueueBatchMaxWaitMs = Field(
+        default=0.0, description="How long the queue waits for more requests to fill a batch."
+    )
     queue_max_items: int = Field(default=2048, ge=1)
     request_timeout_ms: int = Field(default=10_000, ge=1)
     body_read_timeout_seconds: float = Field(
@@ -165,6 +185,21 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     web_concurrency: int = Field(default=1, ge=1, le=64, description="Worker processes.")
     timeout_keep_alive: int = Field(default=5, ge=1, le=300)
+
+    # --- old names of renamed settings --------------------------------------------------------
+    # Read only to be moved to their new names, with a warning at start (`renamed_in_use`).
+    # Fields of their own rather than `AliasChoices` on the new fields: pydantic-settings files an
+    # environment value under the first alias whichever name was set, so a validator could not
+    # tell an old name from a new one, nor see both set at once.
+    old_max_batch_size: TextsPerRequest | None = Field(
+        default=None, validation_alias="max_batch_size", exclude=True
+    )
+    old_batch_max_size: QueueBatchMaxSize | None = Field(
+        default=None, validation_alias="batch_max_size", exclude=True
+    )
+    old_batch_max_wait_ms: QueueBatchMaxWaitMs | None = Field(
+        default=None, validation_alias="batch_max_wait_ms", exclude=True
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -235,10 +270,26 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _move_renamed(self) -> Settings:
+        # Runs before `_derive`, which reads the new names.
+        for old, new in _RENAMED.items():
+            value = getattr(self, old)
+            if value is None:
+                continue
+            if new in self.model_fields_set:
+                old_env, new_env = _env_name(old), _env_name(new)
+                raise ValueError(
+                    f"{old_env} and {new_env} are both set; {old_env} is the old name of "
+                    f"{new_env}: set only {new_env}"
+                )
+            setattr(self, new, value)
+        return self
+
+    @model_validator(mode="after")
     def _derive(self) -> Settings:
         if self.max_body_bytes is None:
             self.max_body_bytes = (
-                self.max_batch_size * self.max_text_length * _BYTES_PER_CHAR_ESCAPED
+                self.max_texts_per_request * self.max_text_length * _BYTES_PER_CHAR_ESCAPED
                 + _BODY_OVERHEAD_BYTES
             )
         return self
@@ -247,6 +298,15 @@ class Settings(BaseSettings):
     def body_limit(self) -> int:
         assert self.max_body_bytes is not None  # set by _derive
         return self.max_body_bytes
+
+    @property
+    def renamed_in_use(self) -> list[tuple[str, str]]:
+        """(old, new) environment names of the renamed settings that were set by the old name."""
+        return [
+            (_env_name(old), _env_name(new))
+            for old, new in _RENAMED.items()
+            if getattr(self, old) is not None
+        ]
 
     @property
     def resolved_model_path(self) -> Path:
@@ -265,6 +325,12 @@ class Settings(BaseSettings):
             r"//[^@/]*@", "//***@", data["rate_limit_storage_uri"]
         )
         return data
+
+
+def _env_name(field: str) -> str:
+    info: FieldInfo = Settings.model_fields[field]
+    alias = info.validation_alias
+    return (alias if isinstance(alias, str) else field).upper()
 
 
 def _check_limit(value: str) -> None:

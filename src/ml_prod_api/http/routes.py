@@ -225,7 +225,7 @@ async def predict_batch(request: Request) -> Response:
     body = parse_body(
         await request.body(), request.headers.get("content-type"), BatchPredictRequest
     )
-    check_batch(body.texts, settings.max_batch_size, settings.max_text_length)
+    check_batch(body.texts, settings.max_texts_per_request, settings.max_text_length)
     headers = await _rate_limit(request, len(body.texts))
     result = await service.predict(
         body.texts,

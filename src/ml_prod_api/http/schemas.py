@@ -30,7 +30,9 @@ class BatchPredictRequest(BaseModel):
     )
 
     texts: list[StrictStr] = Field(
-        description="Texts to classify (1..MAX_BATCH_SIZE items, each 1..MAX_TEXT_LENGTH chars)."
+        description=(
+            "Texts to classify (1..MAX_TEXTS_PER_REQUEST items, each 1..MAX_TEXT_LENGTH chars)."
+        )
     )
 
 

@@ -34,14 +34,15 @@ def check_text(text: str, field: str, max_length: int) -> None:
         )
 
 
-def check_batch(texts: Sequence[str], max_batch: int, max_length: int) -> None:
+def check_batch(texts: Sequence[str], max_texts: int, max_length: int) -> None:
     if not texts:
         raise ApiError(422, "empty_batch", "field 'texts' must hold at least one text")
-    if len(texts) > max_batch:
+    if len(texts) > max_texts:
         raise ApiError(
             422,
             "batch_too_large",
-            f"field 'texts' has {len(texts)} items; the limit is {max_batch} (MAX_BATCH_SIZE)",
+            f"field 'texts' has {len(texts)} items; the limit is {max_texts} "
+            "(MAX_TEXTS_PER_REQUEST)",
         )
     for i, text in enumerate(texts):
         check_text(text, f"texts[{i}]", max_length)
