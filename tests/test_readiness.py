@@ -75,7 +75,7 @@ def test_draining_turns_readiness_off_but_still_serves(client: TestClient) -> No
 def test_readiness_waits_for_every_worker(client: TestClient, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import os
 
-    from ml_prod_api.serving.workers import WorkerBoard
+    from ml_prod_api.multiproc import WorkerBoard
 
     board = WorkerBoard(tmp_path, expected=2)
     client.app.state.worker_board = board  # type: ignore[attr-defined]

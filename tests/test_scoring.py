@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from ml_prod_api.cli.score import BadRow, Row, ScoreWriter, register, score_stream
 from ml_prod_api.providers.base import Provider, Score
-from ml_prod_api.scoring import BadRow, Row, ScoreWriter, register, score_stream
 
 SECRET = "do-not-echo-this-text"
 

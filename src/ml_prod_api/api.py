@@ -27,9 +27,9 @@ from ml_prod_api.http.validation import NOT_ONLY_WHITESPACE
 from ml_prod_api.lifecycle import make_lifespan
 from ml_prod_api.logs import configure_logging
 from ml_prod_api.metrics import Metrics
+from ml_prod_api.multiproc import WorkerBoard
 from ml_prod_api.providers import create_provider
 from ml_prod_api.serving import InferenceService
-from ml_prod_api.serving.workers import WorkerBoard
 from ml_prod_api.settings import ConfigError, Settings, load_settings
 
 DESCRIPTION = """Text-toxicity classification. Every error answers one JSON envelope:

@@ -12,12 +12,12 @@ numeric code, `provider` and `label` come from fixed sets. No label ever carries
 from __future__ import annotations
 
 import os
-import re
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from ml_prod_api.multiproc import mark_dead_workers, multiprocess_dir
 
 # From sub-millisecond (tfidf, stub) up to seconds (a transformer batch on CPU).
 LATENCY_BUCKETS = (
@@ -42,40 +42,6 @@ LENGTH_BUCKETS = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 5000, 10000)
 UNMATCHED_ROUTE = "<unmatched>"
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "UNMATCHED_ROUTE"]
-
-
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-_LIVE_GAUGE_FILE = re.compile(r"^gauge_live\w+_(\d+)\.db$")
-
-
-def multiprocess_dir() -> str | None:
-    return os.environ.get(MULTIPROC_ENV) or None
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def mark_dead_workers(directory: str) -> list[int]:
-    """Drop the live-gauge files of workers that no longer exist.
-
-    Hand-written because the uvicorn supervisor, unlike gunicorn's `child_exit` hook, gives no
-    callback when it replaces a dead worker; the files name their pid, so a scan finds them.
-    """
-    dead = []
-    for path in Path(directory).glob("gauge_live*.db"):
-        match = _LIVE_GAUGE_FILE.match(path.name)
-        if match and not pid_alive(int(match.group(1))):
-            dead.append(int(match.group(1)))
-    for pid in set(dead):
-        multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
-    return sorted(set(dead))
 
 
 class Metrics:

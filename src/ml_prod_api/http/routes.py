@@ -28,10 +28,10 @@ from ml_prod_api.http.schemas import (
 )
 from ml_prod_api.http.validation import check_batch, check_text, parse_body
 from ml_prod_api.metrics import CONTENT_TYPE_LATEST, Metrics
+from ml_prod_api.multiproc import WorkerBoard
 from ml_prod_api.providers.base import Contribution, Score
 from ml_prod_api.serving import InferenceService
 from ml_prod_api.serving.service import InferenceResult
-from ml_prod_api.serving.workers import WorkerBoard
 from ml_prod_api.settings import Settings
 
 EXPLAIN_TOP_K = 10

@@ -1,4 +1,4 @@
-"""Offline batch scoring: `ml-prod-api score INPUT --output OUTPUT` (issue 3).
+"""Offline batch scoring: `ml-prod-api score INPUT --output OUTPUT`.
 
 Reads CSV, JSONL or plain text (one text per line) as a stream, scores it in batches with the
 configured provider and writes `id,probability_toxic,label` CSV (or JSONL when OUTPUT ends in

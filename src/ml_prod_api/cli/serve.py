@@ -1,27 +1,34 @@
-"""`ml-prod-api serve` and `ml-prod-api score`."""
+"""`ml-prod-api serve`: uvicorn with this service's protocol, logging, workers and drain."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
-import os
-import shutil
 import signal
 import sys
-import tempfile
-from collections.abc import Iterator, Sequence
-from pathlib import Path
-
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own variable
+from typing import Any
 
 
-def _serve(args: argparse.Namespace) -> int:
+def register(subparsers: argparse._SubParsersAction[Any]) -> None:
+    parser = subparsers.add_parser(
+        "serve", help="serve the HTTP API (settings from the environment)"
+    )
+    parser.add_argument("--host", default=None, help="listen address (default: HOST or 0.0.0.0)")
+    parser.add_argument("--port", type=int, default=None, help="port (default: PORT or 8000)")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes (default: WEB_CONCURRENCY or 1)"
+    )
+    parser.set_defaults(func=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    # Imported here: `ml-prod-api score` and `--help` need none of the server.
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
     from ml_prod_api.http.protocol import HeaderTimeoutProtocol
     from ml_prod_api.logs import configure_logging
+    from ml_prod_api.multiproc import metrics_directory
     from ml_prod_api.settings import ConfigError, load_settings
 
     try:
@@ -64,57 +71,3 @@ def _serve(args: argparse.Namespace) -> int:
         if not server.started:
             return 3  # start-up failed (e.g. STARTUP_FAIL_FAST and a broken model)
         return 0
-
-
-@contextlib.contextmanager
-def metrics_directory(workers: int) -> Iterator[None]:
-    """Set up prometheus-client's multiprocess directory for several workers, and clean it.
-
-    An existing `PROMETHEUS_MULTIPROC_DIR` is honoured (emptied first: files of an earlier run
-    would be counted again); otherwise a temporary one is made for more than one worker.
-    """
-    given = os.environ.get(MULTIPROC_ENV)
-    if given:
-        Path(given).mkdir(parents=True, exist_ok=True)
-        for pattern in ("*.db", "ready-*"):
-            for stale in Path(given).glob(pattern):
-                stale.unlink()
-        yield
-        return
-    if workers == 1:
-        yield
-        return
-    directory = tempfile.mkdtemp(prefix="ml-prod-api-metrics-")
-    os.environ[MULTIPROC_ENV] = directory
-    try:
-        yield
-    finally:
-        os.environ.pop(MULTIPROC_ENV, None)
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ml-prod-api", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve the HTTP API (settings from the environment)")
-    serve.add_argument("--host", default=None, help="listen address (default: HOST or 0.0.0.0)")
-    serve.add_argument("--port", type=int, default=None, help="port (default: PORT or 8000)")
-    serve.add_argument(
-        "--workers", type=int, default=None, help="worker processes (default: WEB_CONCURRENCY or 1)"
-    )
-    serve.set_defaults(func=_serve)
-    from ml_prod_api import scoring
-
-    scoring.register(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""Several worker processes behind one socket, and the directory they share.
+
+With more than one worker, prometheus-client's multiprocess mode needs a directory named by
+`PROMETHEUS_MULTIPROC_DIR`, set before any worker imports the client. The same directory carries
+what the workers must know of each other:
+
+- `metrics_directory`: the launcher prepares the directory (and cleans it up) around the workers.
+- `mark_dead_workers`: the live gauges of a worker that died stop counting.
+- `WorkerBoard`: readiness across workers. `/readyz` is answered by whichever worker accepts the
+  connection, so a pod could say "ready" while another worker is still loading its model and
+  answering 503. Each worker therefore keeps a marker file `ready-<pid>` while it is ready, and a
+  worker reports ready only when as many live workers are ready as were started.
+
+Hand-written because uvicorn's supervisor offers no shared state between workers and, unlike
+gunicorn's `child_exit` hook, no callback when it replaces a dead worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from prometheus_client import multiprocess
+
+if TYPE_CHECKING:
+    from ml_prod_api.serving.readiness import Readiness
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own variable
+MARKER_PREFIX = "ready-"
+_LIVE_GAUGE_FILE = re.compile(r"^gauge_live\w+_(\d+)\.db$")
+
+
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def metrics_directory(workers: int) -> Iterator[None]:
+    """Set up prometheus-client's multiprocess directory for several workers, and clean it.
+
+    An existing `PROMETHEUS_MULTIPROC_DIR` is honoured (emptied first: files of an earlier run
+    would be counted again); otherwise a temporary one is made for more than one worker.
+    """
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for pattern in ("*.db", f"{MARKER_PREFIX}*"):
+            for stale in Path(given).glob(pattern):
+                stale.unlink()
+        yield
+        return
+    if workers == 1:
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="ml-prod-api-metrics-")
+    os.environ[MULTIPROC_ENV] = directory
+    try:
+        yield
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def mark_dead_workers(directory: str) -> list[int]:
+    """Drop the live-gauge files of workers that no longer exist (the files name their pid)."""
+    dead = []
+    for path in Path(directory).glob("gauge_live*.db"):
+        match = _LIVE_GAUGE_FILE.match(path.name)
+        if match and not pid_alive(int(match.group(1))):
+            dead.append(int(match.group(1)))
+    for pid in set(dead):
+        multiprocess.mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+    return sorted(set(dead))
+
+
+class WorkerBoard:
+    def __init__(self, directory: Path, expected: int, pid: int | None = None) -> None:
+        self.directory = directory
+        self.expected = expected
+        self.marker = directory / f"{MARKER_PREFIX}{pid or os.getpid()}"
+
+    def publish(self, readiness: Readiness) -> None:
+        """Called by the inference service on every readiness change of this worker."""
+        if readiness.ready:
+            self.marker.touch()
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                self.marker.unlink()
+
+    def ready_workers(self) -> int:
+        count = 0
+        for path in self.directory.glob(f"{MARKER_PREFIX}*"):
+            try:
+                pid = int(path.name.removeprefix(MARKER_PREFIX))
+            except ValueError:
+                continue
+            if pid_alive(pid):
+                count += 1
+            else:  # a worker that died without cleaning up
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+        return count
+
+    def all_ready(self) -> bool:
+        return self.ready_workers() >= self.expected
