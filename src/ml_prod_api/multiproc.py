@@ -116,6 +116,3 @@ class WorkerBoard:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
         return count
-
-    def all_ready(self) -> bool:
-        return self.ready_workers() >= self.expected

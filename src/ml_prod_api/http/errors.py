@@ -1,7 +1,9 @@
 """One JSON error envelope for every error, and the one place that maps errors to statuses.
 
 `{"error": {"code": "<stable_snake_case>", "message": "...", "request_id": "..."}}`. Messages name
-the field and the limit and never echo submitted input (FastAPI's default 422 does: replaced).
+the field and the limit and never echo submitted input. FastAPI's default 422 does echo it, and
+never answers here: no route lets FastAPI parse its input (the prediction routes parse their
+bodies with `validation.parse_body`, whose errors are described below).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Send
@@ -170,15 +171,6 @@ def _describe(err: Mapping[str, Any], allowed: Sequence[str]) -> tuple[str, str,
     return field, "validation_error", f"field '{field}': {err.get('msg', 'invalid value')}"
 
 
-def is_json_content_type(value: str | None) -> bool:
-    if not value:
-        return False
-    mime = value.split(";", 1)[0].strip().lower()
-    return mime == "application/json" or (
-        mime.startswith("application/") and mime.endswith("+json")
-    )
-
-
 def validation_error(errors: Sequence[Mapping[str, Any]], allowed: Sequence[str]) -> ApiError:
     """The 422 for pydantic errors: the first one's code and message, up to 20 in `details`."""
     described = list(dict.fromkeys(_describe(err, allowed) for err in errors))
@@ -187,23 +179,6 @@ def validation_error(errors: Sequence[Mapping[str, Any]], allowed: Sequence[str]
     if len(described) > 1:
         message = f"{message} (and {len(described) - 1} more error(s))"
     return ApiError(422, code, message, details=details)
-
-
-async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    if request.method in ("POST", "PUT", "PATCH") and not is_json_content_type(
-        request.headers.get("content-type")
-    ):
-        return error_response(
-            415,
-            "unsupported_media_type",
-            "Content-Type must be application/json",
-        )
-    body_field = getattr(request.scope.get("route"), "body_field", None)
-    model = getattr(getattr(body_field, "field_info", None), "annotation", None)
-    allowed = list(getattr(model, "model_fields", {}))
-    err = validation_error(exc.errors(), allowed)
-    return error_response(err.status, err.code, err.message, details=err.details)
 
 
 async def _api_error_handler(request: Request, exc: Exception) -> JSONResponse:
@@ -237,25 +212,8 @@ def _http_message(status: int, request: Request, detail: Any, limit: int | None)
     return str(detail) if isinstance(detail, str) else "request failed"
 
 
-def _unparseable_body(exc: StarletteHTTPException) -> str | None:
-    """FastAPI answers 400 for bodies json.loads cannot take; say why, as a JSON error."""
-    cause = exc.__cause__
-    if exc.status_code != 400 or cause is None:
-        return None
-    if isinstance(cause, UnicodeDecodeError):
-        return "request body is not valid UTF-8"
-    if isinstance(cause, RecursionError):
-        return "request body JSON is nested too deeply"
-    if isinstance(cause, ValueError):
-        return "request body is not valid JSON (a number is too large to parse)"
-    return None
-
-
 async def _http_exception_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    unparseable = _unparseable_body(exc)
-    if unparseable is not None:
-        return error_response(422, "invalid_json", unparseable)
     status = exc.status_code
     code = _HTTP_CODES.get(status, "http_error")
     limit = getattr(request.app.state, "body_limit", None)
@@ -265,7 +223,6 @@ async def _http_exception_handler(request: Request, exc: Exception) -> JSONRespo
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(ApiError, _api_error_handler)
     app.add_exception_handler(ServiceError, _service_error_handler)
     app.add_exception_handler(StarletteHTTPException, _http_exception_handler)

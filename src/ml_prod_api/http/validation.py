@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ml_prod_api.http.errors import ApiError, is_json_content_type, validation_error
+from ml_prod_api.http.errors import ApiError, validation_error
 
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -20,6 +20,15 @@ _SPACE_CLASS = (
     "\\t-\\r\\u001c- \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
 )
 NOT_ONLY_WHITESPACE = f"[^{_SPACE_CLASS}]"
+
+
+def is_json_content_type(value: str | None) -> bool:
+    if not value:
+        return False
+    mime = value.split(";", 1)[0].strip().lower()
+    return mime == "application/json" or (
+        mime.startswith("application/") and mime.endswith("+json")
+    )
 
 
 def check_text(text: str, field: str, max_length: int) -> None:
