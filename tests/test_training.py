@@ -40,8 +40,9 @@ def test_trains_on_every_source_and_is_deterministic(
                 "hyperparameters", "training_data", "selection"):  # fmt: skip
         assert key in metadata
     sources = metadata["training_data"]["sources"]
-    assert {"tweeteval_offensive", "davidson", "hatexplain", "edos", "stormfront", "mlma_en",
-            "convabuse", "toxigen_prompts", "templates", "counterfactual"} <= set(sources)  # fmt: skip
+    expected = {"tweeteval_offensive", "davidson", "hatexplain", "edos", "stormfront", "mlma_en",
+                "convabuse", "toxigen_prompts", "templates", "counterfactual"}  # fmt: skip
+    assert expected <= set(sources)
     assert all("test_rows" not in row for row in sources.values()), "test splits are not read"
     assert set(metadata["selection"]["val_roc_auc"]) >= {"tweeteval_offensive", "davidson"}
     assert all(path.startswith("../") or "/" in path for path in metadata["training_data"]["files"])

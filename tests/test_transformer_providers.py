@@ -239,3 +239,32 @@ def test_corrupt_config(onnx_dir: Path, tmp_path: Path) -> None:
 def test_stride_must_fit_the_window(checkpoint: Path) -> None:
     with pytest.raises(ModelLoadError, match="WINDOW_STRIDE=20"):
         TransformerProvider(checkpoint, stride=20).load()
+
+
+# --- the shipped checkpoint ---------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_transformer_checkpoint_serves_and_matches_its_onnx_export() -> None:
+    """`MODEL_PROVIDER=transformer` works on a fresh clone from models/transformer (fp16
+    safetensors, loaded as float32), and the shipped int8 onnx model is its export: the two agree
+    closely on sentences of both labels."""
+    torch_model = TransformerProvider(REPO / "models" / "transformer")
+    torch_model.load()
+    onnx_model = OnnxProvider(REPO / "models" / "onnx")
+    onnx_model.load()
+    assert torch_model.default_threshold == onnx_model.default_threshold
+    texts = [
+        "I hope you have a lovely day",
+        "you are a worthless idiot",
+        "My neighbour is a proud gay man and a great cook.",
+        "I will find you and hurt you.",
+        "Thanks for the help with my homework!",
+    ]
+    fp16 = np.array([s.probability_toxic for s in torch_model.predict_batch(texts)])
+    int8 = np.array([s.probability_toxic for s in onnx_model.predict_batch(texts)])
+    assert np.abs(fp16 - int8).max() < 0.05
+    threshold = torch_model.default_threshold
+    assert threshold is not None
+    assert list(fp16 >= threshold) == [False, True, False, True, False]

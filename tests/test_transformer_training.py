@@ -47,6 +47,7 @@ sys.path.insert(0, str(REPO_ROOT / "training"))
 
 import export_onnx  # noqa: E402
 import train_transformer  # noqa: E402
+from corpus import harmonise_davidson  # noqa: E402
 from evaluate_transformer import OnnxScorer, TorchScorer  # noqa: E402
 
 FIXTURE_DATA = REPO_ROOT / "tests" / "fixtures" / "training"
@@ -336,19 +337,24 @@ def test_length_grouped_batches_cover_every_row_once() -> None:
 
 
 def test_davidson_rows_are_masked_like_tweeteval() -> None:
-    harmonise = train_transformer.harmonise_davidson
     text = "!!! RT @mayasolovely: As a woman http://t.co/abc &amp; RT @x_y2 yes"
-    assert harmonise(text) == "!!! @user: As a woman URL &amp; @user yes"
-    assert harmonise("ART is fine, RTS too") == "ART is fine, RTS too"
+    assert harmonise_davidson(text) == "!!! @user: As a woman URL &amp; @user yes"
+    assert harmonise_davidson("ART is fine, RTS too") == "ART is fine, RTS too"
 
 
-def test_epoch_rows_sample_davidson_fresh_each_epoch() -> None:
+def test_epoch_rows_sample_each_source_by_its_weight_fresh_each_epoch() -> None:
+    from corpus import SOURCE_BY_NAME
+
+    sources = ["tweeteval_offensive"] * 10 + ["davidson"] * 100 + ["templates"] * 5
     rng = np.random.default_rng(0)
-    first = train_transformer.epoch_rows(10, 100, 0.3, rng)
-    second = train_transformer.epoch_rows(10, 100, 0.3, rng)
-    assert first[:10].tolist() == list(range(10)) and len(first) == 40
-    assert set(first[10:]) != set(second[10:])
-    assert all(10 <= i < 110 for i in first[10:])
+    first = train_transformer.epoch_rows(sources, rng)
+    second = train_transformer.epoch_rows(sources, rng)
+    # Full-weight sources are always there; Davidson gives its weight's share, resampled.
+    assert set(range(10)) <= set(first) and set(range(110, 115)) <= set(first)
+    davidson = [i for i in first if 10 <= i < 110]
+    assert len(davidson) == round(100 * SOURCE_BY_NAME["davidson"].weight)
+    assert set(davidson) != {i for i in second if 10 <= i < 110}
+    assert len(set(first)) == len(first)
 
 
 @needs_torch

@@ -186,6 +186,7 @@ def load_corpus(
     include_test: bool = False,
     style_share: float = 0.25,
     limit: int = 0,
+    augment: bool = True,
 ) -> Corpus:
     """Every source's splits, the templates and the identity swaps of the training rows.
 
@@ -222,6 +223,8 @@ def load_corpus(
 
     rng = random.Random(seed)
     n_original = len(train)
+    if not augment:
+        return Corpus(train=train, val=val, test=test, files=files)
     for i in range(n_original):
         source, text = train.sources[i], train.texts[i]
         if source != "hatexplain" and _hash_unit(text + "style") < style_share:
