@@ -6,6 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ml_prod_api.api import create_app
+from ml_prod_api.http.state import app_state
 from ml_prod_api.lifecycle import StartupError
 from tests.conftest import make_settings, wait_until_loaded
 
@@ -63,7 +64,7 @@ def test_unknown_provider_module_fails_readiness_not_process(client_factory) -> 
 
 
 def test_draining_turns_readiness_off_but_still_serves(client: TestClient) -> None:
-    client.app.state.service.begin_drain()  # type: ignore[attr-defined]
+    app_state(client.app).service.begin_drain()  # type: ignore[arg-type]
     r = client.get("/readyz")
     assert r.status_code == 503
     assert r.json()["status"] == "draining"
@@ -78,8 +79,9 @@ def test_readiness_waits_for_every_worker(client: TestClient, tmp_path) -> None:
     from ml_prod_api.multiproc import WorkerBoard
 
     board = WorkerBoard(tmp_path, expected=2)
-    client.app.state.worker_board = board  # type: ignore[attr-defined]
-    board.publish(client.app.state.service.readiness)  # type: ignore[attr-defined]
+    state = app_state(client.app)  # type: ignore[arg-type]
+    state.worker_board = board
+    board.publish(state.service.readiness)
     r = client.get("/readyz")
     assert r.status_code == 503
     assert r.json()["status"] == "loading (1 of 2 workers ready)"
@@ -88,6 +90,6 @@ def test_readiness_waits_for_every_worker(client: TestClient, tmp_path) -> None:
     assert not (tmp_path / "ready-999999999").exists()
     (tmp_path / f"ready-{os.getppid()}").touch()  # a live second worker
     assert client.get("/readyz").status_code == 200
-    client.app.state.service.begin_drain()  # type: ignore[attr-defined]
-    board.publish(client.app.state.service.readiness)  # type: ignore[attr-defined]
+    state.service.begin_drain()
+    board.publish(state.service.readiness)
     assert not board.marker.exists()

@@ -158,6 +158,7 @@ def test_the_old_names_reach_the_request_limit_the_body_limit_and_the_queue(
     from fastapi.testclient import TestClient
 
     from ml_prod_api.api import create_app
+    from ml_prod_api.http.state import app_state
     from tests.conftest import wait_until_loaded
 
     monkeypatch.setenv("MODEL_PROVIDER", "stub")
@@ -169,7 +170,7 @@ def test_the_old_names_reach_the_request_limit_the_body_limit_and_the_queue(
     assert s.max_body_bytes == 2 * s.max_text_length * 6 + 64 * 1024
     with TestClient(create_app(s)) as c:
         wait_until_loaded(c)
-        service = c.app.state.service  # type: ignore[attr-defined]
+        service = app_state(c.app).service  # type: ignore[arg-type]
         assert service.batch_max_size == 5
         assert c.post("/v1/predict_batch", json={"texts": ["a", "b"]}).status_code == 200
         r = c.post("/v1/predict_batch", json={"texts": ["a", "b", "c"]})

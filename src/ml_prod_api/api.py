@@ -23,6 +23,7 @@ from ml_prod_api.http.middleware import (
 from ml_prod_api.http.ratelimit import RateLimiter
 from ml_prod_api.http.routes import router
 from ml_prod_api.http.schemas import BatchPredictRequest, PredictRequest
+from ml_prod_api.http.state import AppState
 from ml_prod_api.http.validation import NOT_ONLY_WHITESPACE
 from ml_prod_api.lifecycle import make_lifespan
 from ml_prod_api.logs import configure_logging
@@ -74,12 +75,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     key_store = ApiKeyStore(
         settings.api_keys, settings.api_keys_file, settings.api_keys_reload_seconds
     )
-    app.state.settings = settings
-    app.state.service = service
-    app.state.metrics = metrics
-    app.state.worker_board = board
-    app.state.body_limit = settings.body_limit
-    app.state.rate_limiter = RateLimiter(settings, metrics) if settings.rate_limit else None
+    AppState(
+        settings=settings,
+        service=service,
+        metrics=metrics,
+        rate_limiter=RateLimiter(settings, metrics) if settings.rate_limit else None,
+        worker_board=board,
+    ).attach(app)
     install_error_handlers(app)
     app.include_router(router)
     _document_limits(app, settings)

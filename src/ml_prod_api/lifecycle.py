@@ -20,6 +20,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from ml_prod_api.http.state import app_state
 from ml_prod_api.serving import InferenceService, ReadyState
 from ml_prod_api.settings import Settings
 
@@ -89,7 +90,8 @@ def stop_timeout(service: InferenceService, settings: Settings) -> float:
 def make_lifespan(settings: Settings) -> Callable[[FastAPI], Any]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service: InferenceService = app.state.service
+        state = app_state(app)
+        service = state.service
         log.info("starting", extra={"event": "startup", "settings": settings.redacted()})
         for old, new in settings.renamed_in_use:
             log.warning(
@@ -111,9 +113,9 @@ def make_lifespan(settings: Settings) -> Callable[[FastAPI], Any]:
             stopped = await asyncio.get_running_loop().run_in_executor(
                 None, service.stop, stop_timeout(service, settings)
             )
-            app.state.metrics.close()
-            if app.state.rate_limiter is not None:
-                await app.state.rate_limiter.aclose()
+            state.metrics.close()
+            if state.rate_limiter is not None:
+                await state.rate_limiter.aclose()
             log.info("stopped", extra={"event": "shutdown", "clean": stopped})
 
     return lifespan

@@ -27,6 +27,7 @@ from ml_prod_api.errors import (
     Overloaded,
     ServiceError,
 )
+from ml_prod_api.http.state import app_state
 from ml_prod_api.logs import request_id_var
 
 log = logging.getLogger("ml_prod_api.http")
@@ -201,7 +202,7 @@ async def _service_error_handler(request: Request, exc: Exception) -> JSONRespon
     return error_response(status, exc.code, exc.message, headers=headers)
 
 
-def _http_message(status: int, request: Request, detail: Any, limit: int | None) -> str:
+def _http_message(status: int, request: Request, detail: Any, limit: int) -> str:
     if status == 404:
         return "no route matches this path"
     if status == 405:
@@ -216,7 +217,7 @@ async def _http_exception_handler(request: Request, exc: Exception) -> JSONRespo
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
     code = _HTTP_CODES.get(status, "http_error")
-    limit = getattr(request.app.state, "body_limit", None)
+    limit = app_state(request.app).settings.body_limit
     return error_response(
         status, code, _http_message(status, request, exc.detail, limit), headers=exc.headers
     )

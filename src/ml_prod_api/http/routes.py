@@ -1,4 +1,9 @@
-"""Routes: validate, call the inference service, shape the response. Nothing else."""
+"""Routes: validate, call the inference service, shape the response. Nothing else.
+
+Every route takes only the Request: the prediction routes parse their bodies with `parse_body`,
+and the app's parts come from `app_state` (http/state.py). FastAPI's body field and dependency
+solving cost more per request than the rest of a prediction route.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +17,8 @@ from pydantic import BaseModel
 
 from ml_prod_api import API_VERSION, __version__
 from ml_prod_api.http.auth import CALLER_SCOPE_KEY
-from ml_prod_api.http.deps import MetricsDep, ServiceDep, SettingsDep
 from ml_prod_api.http.errors import error_body
 from ml_prod_api.http.middleware import ARRIVED_SCOPE_KEY, request_log_fields
-from ml_prod_api.http.ratelimit import RateLimiter
 from ml_prod_api.http.schemas import (
     BatchPredictRequest,
     BatchPredictResponse,
@@ -26,9 +29,9 @@ from ml_prod_api.http.schemas import (
     ReadyResponse,
     ServiceInfo,
 )
+from ml_prod_api.http.state import AppState, app_state
 from ml_prod_api.http.validation import check_batch, check_text, parse_body
 from ml_prod_api.metrics import CONTENT_TYPE_LATEST, Metrics
-from ml_prod_api.multiproc import WorkerBoard
 from ml_prod_api.providers.base import Contribution, Score
 from ml_prod_api.serving import InferenceService
 from ml_prod_api.serving.service import InferenceResult
@@ -135,8 +138,8 @@ def _disconnected(request: Request) -> Callable[[], Awaitable[None]]:
     return wait
 
 
-async def _rate_limit(request: Request, cost: int) -> dict[str, str]:
-    limiter: RateLimiter | None = request.app.state.rate_limiter
+async def _rate_limit(request: Request, state: AppState, cost: int) -> dict[str, str]:
+    limiter = state.rate_limiter
     if limiter is None:
         return {}
     caller = request.scope.get(CALLER_SCOPE_KEY)
@@ -179,15 +182,6 @@ def _json_body(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
-# The two prediction routes take only the Request: their body is parsed by `parse_body` and the
-# app's parts are read from `app.state` instead of three `Depends` aliases. FastAPI's dependency
-# solving and body field cost more per request than the rest of the route (py-spy, issue 8);
-# the other routes keep the dependency aliases.
-def _parts(request: Request) -> tuple[Settings, InferenceService, Metrics]:
-    state = request.app.state
-    return state.settings, state.service, state.metrics
-
-
 @router.post(
     "/v1/predict",
     response_model=PredictResponse,
@@ -197,10 +191,11 @@ def _parts(request: Request) -> tuple[Settings, InferenceService, Metrics]:
     openapi_extra=_json_body(PredictRequest),
 )
 async def predict(request: Request) -> Response:
-    settings, service, metrics = _parts(request)
+    state = app_state(request.app)
+    settings, service = state.settings, state.service
     body = parse_body(await request.body(), request.headers.get("content-type"), PredictRequest)
     check_text(body.text, "text", settings.max_text_length)
-    headers = await _rate_limit(request, 1)
+    headers = await _rate_limit(request, state, 1)
     result = await service.predict(
         [body.text],
         explain_top_k=EXPLAIN_TOP_K if body.explain else None,
@@ -208,7 +203,7 @@ async def predict(request: Request) -> Response:
         arrived_at=request.scope.get(ARRIVED_SCOPE_KEY),
     )
     preds = _predictions(result.scores, _threshold(settings, service), service, result.explanation)
-    _record(request, metrics, preds, [body.text])
+    _record(request, state.metrics, preds, [body.text])
     return _respond({"prediction": preds[0]}, result, headers)
 
 
@@ -221,24 +216,27 @@ async def predict(request: Request) -> Response:
     openapi_extra=_json_body(BatchPredictRequest),
 )
 async def predict_batch(request: Request) -> Response:
-    settings, service, metrics = _parts(request)
+    state = app_state(request.app)
+    settings, service = state.settings, state.service
     body = parse_body(
         await request.body(), request.headers.get("content-type"), BatchPredictRequest
     )
     check_batch(body.texts, settings.max_texts_per_request, settings.max_text_length)
-    headers = await _rate_limit(request, len(body.texts))
+    headers = await _rate_limit(request, state, len(body.texts))
     result = await service.predict(
         body.texts,
         caller_gone=_disconnected(request),
         arrived_at=request.scope.get(ARRIVED_SCOPE_KEY),
     )
     preds = _predictions(result.scores, _threshold(settings, service), service)
-    _record(request, metrics, preds, body.texts)
+    _record(request, state.metrics, preds, body.texts)
     return _respond({"predictions": preds}, result, headers)
 
 
 @router.get("/", response_model=ServiceInfo, tags=["meta"], summary="Service metadata")
-async def root(settings: SettingsDep, service: ServiceDep) -> ServiceInfo:
+async def root(request: Request) -> ServiceInfo:
+    state = app_state(request.app)
+    settings, service = state.settings, state.service
     provider = service.provider
     return ServiceInfo(
         service="ml-prod-api",
@@ -272,11 +270,13 @@ async def healthz() -> HealthResponse:
     summary="Readiness: model loaded and warm, not draining",
     responses={503: {"model": ReadyResponse, "description": "loading, draining or failed"}},
 )
-async def readyz(request: Request, settings: SettingsDep, service: ServiceDep) -> Any:
+async def readyz(request: Request) -> Any:
+    state = app_state(request.app)
+    settings, service = state.settings, state.service
     readiness = service.readiness
     provider = service.provider
     status, ready = readiness.describe(), readiness.ready
-    board: WorkerBoard | None = request.app.state.worker_board
+    board = state.worker_board
     if ready and board is not None:
         # Whichever worker answers, "ready" must hold for every worker behind the socket.
         count = board.ready_workers()
@@ -300,5 +300,6 @@ async def readyz(request: Request, settings: SettingsDep, service: ServiceDep) -
     response_class=Response,
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
 )
-async def metrics_endpoint(metrics: MetricsDep) -> Response:
+async def metrics_endpoint(request: Request) -> Response:
+    metrics = app_state(request.app).metrics
     return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
