@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Builds the image from the unchanged Dockerfile with podman and checks that it really serves
-# (issue 7): not root, read-only root filesystem, /readyz, the README's curl example, the
-# HEALTHCHECK, a graceful SIGTERM drain with exit status 0, several workers with aggregated
-# metrics, then docker-compose.yml (api, redis, prometheus) with a rate limit shared through
-# Redis. Published ports are on 127.0.0.1 only; every wait is bounded. Images are kept (the base
-# stand-in and the build cache make the next run fast); containers, networks and volumes are not.
+# Builds the image from the unchanged Dockerfile with podman and checks that it really serves:
+# not root, read-only root filesystem, /readyz, the README's curl example, the HEALTHCHECK, a
+# graceful SIGTERM drain with exit status 0, several workers with aggregated metrics, then
+# docker-compose.yml (api, redis, prometheus) with a rate limit shared through Redis. Published
+# ports are on 127.0.0.1 only; every wait is bounded. Images are kept (the base stand-in and the
+# build cache make the next run fast); containers, networks and volumes are not.
 #
 # Usage: scripts/container_smoke.sh [--context DIR]
 #   --context DIR   build context (default: the repository root; e.g. a `git archive` export)

@@ -9,7 +9,7 @@ set -euo pipefail
 need=()
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || need+=(prometheus)
 command -v redis-server >/dev/null || need+=(redis-server)
-# The container smoke test (issue 7): rootful podman with runc and CNI port publishing, and
+# The container smoke test: rootful podman with runc and CNI port publishing, and
 # debootstrap for the stand-in base image (scripts/make_base_image.sh).
 { command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null; } \
   || need+=(podman buildah runc debootstrap containernetworking-plugins iptables uidmap)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds a local stand-in for the base image the Dockerfile names (python:3.11-slim-bookworm) on a
-# machine that cannot pull images but reaches Debian's archive (issue 7).
+# machine that cannot pull images but reaches Debian's archive.
 #
 # What it is: Debian bookworm (debootstrap minbase) with Debian's python3.11, python3-venv and
 # ca-certificates, plus symlinks so that what the Dockerfile relies on looks as in the official

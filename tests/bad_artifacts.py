@@ -1,4 +1,4 @@
-"""Broken model artifacts for the bad-artifact drills (issue 9), built here, never downloaded.
+"""Broken model artifacts for the bad-artifact drills, built here, never downloaded.
 
 Each builder makes a folder that one provider refuses to load, and says which words the refusal
 must contain. `from_real` variants start from the trained tfidf artifact when it is present.

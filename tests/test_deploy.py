@@ -1,4 +1,4 @@
-"""Deployment artifacts (issue 7): Dockerfile, docker-compose, Kubernetes, ECS, and a real
+"""Deployment artifacts: Dockerfile, docker-compose, Kubernetes, ECS, and a real
 container build and run with podman.
 
 Each check runs the real tool where one exists here (hadolint, podman-compose, kubectl kustomize,

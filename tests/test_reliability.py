@@ -1,4 +1,4 @@
-"""Short versions of the reliability drills (issue 9): overload, graceful shutdown, bad artifacts,
+"""Short versions of the reliability drills: overload, graceful shutdown, bad artifacts,
 provider faults, slow clients, each on a real server process over loopback. They assert behaviour
 (status codes, readiness, exit codes, no lost request, closed connections), never timing; the long
 versions with their figures are `python -m scripts.reliability.run_all` (RELIABILITY.md).

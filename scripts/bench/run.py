@@ -1,4 +1,4 @@
-"""Side-by-side HTTP benchmark (issue 8) and the batching figures (issue 4).
+"""Side-by-side HTTP benchmark and the batching figures (BENCHMARK.md).
 
 Every server is started once on loopback, one worker each, and kept stopped (SIGSTOP) except
 while it is measured; the runs alternate between configurations (repetition -> concurrency ->
@@ -137,8 +137,8 @@ def configs(have_onnx: bool) -> list[Config]:
             ours("ours onnx, batching off", "onnx", full=False,
                  extra={"QUEUE_BATCH_MAX_SIZE": "1"}),
             # Two single-threaded model instances (DEPLOYMENT.md): batches of 8, since batching
-            # does not speed this model up on a CPU and a batch of 64 on one thread held its
-            # requests for a third of a second.
+            # does not speed this model up on a CPU and a batch of 64 on one thread holds its
+            # requests too long.
             ours(ONNX_X2, "onnx", full=False,
                  extra={"MODEL_INSTANCES": "2", "QUEUE_BATCH_MAX_SIZE": "8"}),
             ours("ours onnx, /predict_batch x32", "onnx", full=False, bodies="batch32",
@@ -169,8 +169,8 @@ def start(cfg: Config, logdir: Path) -> None:
 
 def pause(cfg: Config, paused: bool) -> None:
     """SIGSTOP (or SIGCONT) the server's whole process tree. Idle servers are not free: LitServe's
-    workers poll their queues, about 9% of a core while idle, which every other configuration and
-    not the in-process figures paid. So only the configuration being measured runs."""
+    workers poll their queues and use CPU while idle, which every other configuration and not the
+    in-process figures would pay. So only the configuration being measured runs."""
     for p in tree(cfg):
         with contextlib.suppress(psutil.Error):
             p.send_signal(signal.SIGSTOP if paused else signal.SIGCONT)
@@ -229,8 +229,8 @@ def settle(cfg: Config, limit_s: float = 1.0) -> None:
     """Wait (at most `limit_s`) until the server's CPU use drops below a fifth of a core.
 
     wrk ends the warm-up by closing its connections, but the server may still be computing what
-    they asked for: a whole onnx batch of 64 (0.35 s) at concurrency 64. Measuring at once made
-    batching look 8-9% slower than no batching there, the cost of the warm-up's leftovers.
+    they asked for: a whole onnx batch of 64 at concurrency 64. Measuring at once would charge
+    the warm-up's leftovers to the measured run (and make batching look slower than it is).
     """
     deadline = time.monotonic() + limit_s
     before = cpu_seconds(cfg)
@@ -273,8 +273,8 @@ class InProcess:
     """Raw in-process throughput: the compute limit the served figures are compared with.
 
     One pass per repetition, run between the served cells (every server stopped meanwhile), so
-    raw and served figures share the machine's drift and are compared median to median: the
-    same machine gave the same code 228 and 252 items/s ten minutes apart (2026-11-26).
+    raw and served figures share the machine's drift and are compared median to median: this
+    shared machine's speed drifts within minutes (BENCHMARK.md).
     """
 
     BATCHES = (1, 8, 32, 64)
@@ -340,14 +340,14 @@ class InProcess:
         onnx._session.run([onnx._output_name], feed)
 
     def measure(self) -> None:
-        # tfidf scores the 400 texts in 30-60 ms: ten cycles make a pass long enough to time.
+        # tfidf scores the 400 texts too fast to time well: ten cycles make a pass long enough.
         out: dict[str, dict[str, float]] = {
             "tfidf": {str(b): self.rate(self.tfidf.predict_batch, b, cycles=10)
                       for b in self.BATCHES}}
         if self.onnx is not None:
             if not self.passes:
-                # First pass only: unsorted batches run at a third of the grouped speed, so
-                # they are never the best figure, and every pass of them costs 13 s.
+                # First pass only: unsorted batches run far slower than grouped ones, so they
+                # are never the best figure, and every pass of them is long.
                 out["onnx_unsorted"] = {str(b): self.rate(self.unsorted, b)
                                         for b in self.BATCHES}
             out["onnx_sorted"] = {str(b): self.rate(self.onnx.predict_batch, b)
@@ -502,7 +502,7 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
     }
     if "onnx_sorted" in raw:
         # Median to median: each raw figure is the median of its passes, as each served figure
-        # is the median of its repetitions. The issue's raw figure is one session at batch
+        # is the median of its repetitions. The plain raw figure is one session at batch
         # 1-64; two sessions side by side (onnx_sorted_x2) are faster still, so the best raw is
         # the best of both. The single best pass is reported too, as the strictest reading.
         def best(names: tuple[str, ...], stat: str = "median") -> float:

@@ -1,4 +1,4 @@
-"""Scenario 5, bad artifacts: the process stays up and says why, or exits with fail-fast (issue 9).
+"""Scenario 5, bad artifacts: the process stays up and says why, or exits with fail-fast.
 
 Artifacts (built by `tests/bad_artifacts.py`): a tfidf folder without its model file, a
 truncated pickle, metadata from another scikit-learn version, the real tfidf model cut in half

@@ -1,4 +1,4 @@
-"""What every reliability drill shares: servers, request mixes, figures and expectations (issue 9).
+"""What every reliability drill shares: servers, request mixes, figures and expectations.
 
 Servers are real `ml-prod-api serve` processes on 127.0.0.1, started by the same helper the test
 suite uses (`tests/servers.py`), with their JSON log in a file of the run's folder.

@@ -1,4 +1,4 @@
-"""A small HTTP/1.1 load generator on raw asyncio streams, for the reliability drills (issue 9).
+"""A small HTTP/1.1 load generator on raw asyncio streams, for the reliability drills.
 
 wrk and hey report aggregates; the drills need every request's fate: its status, its error code,
 its latency, whether it was refused at connect (clean) or lost after it was sent (a failure),

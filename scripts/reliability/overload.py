@@ -1,4 +1,4 @@
-r"""Scenario 1, overload: offer about 4x the measured capacity for 30 s (issue 9).
+r"""Scenario 1, overload: offer about 4x the measured capacity for 30 s (RELIABILITY.md).
 
 1. Capacity: a closed loop of 32 connections for a few seconds; accepted requests per second.
 2. Normal latency: an open loop at half that rate.

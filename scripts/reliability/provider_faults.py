@@ -1,4 +1,4 @@
-"""Scenario 6, provider faults: a model that raises on one input, a model that hangs (issue 9).
+"""Scenario 6, provider faults: a model that raises on one input, a model that hangs.
 
 A. Raise on one input (`STUB_FAIL_MARKER`): 16 connections of steady load, one request in 20
    carrying the marker; concurrent requests are gathered into one model call, so a poisoned text

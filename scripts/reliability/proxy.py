@@ -1,5 +1,5 @@
 """A small round-robin HTTP/1.1 reverse proxy with active health checks, for the rolling-restart
-drill (issue 9). It behaves like the load balancer in front of the replicas:
+drill. It behaves like the load balancer in front of the replicas:
 
 - every `check_interval_s` it asks each backend's `/readyz`; only backends answering 200 get
   requests, so a draining replica (503) leaves the rotation within one interval, and its idle

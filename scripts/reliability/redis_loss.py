@@ -1,5 +1,5 @@
 """Scenario 7, Redis loss under load: rate limits in Redis, Redis killed, frozen, restarted
-(issue 9).
+(RELIABILITY.md).
 
 Two callers with API keys: `steady` (a limit it never reaches, 100 requests/s of load) and
 `capped` (5 requests per second, sent 20/s, so a quarter is served and the rest get 429 while

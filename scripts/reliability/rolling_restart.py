@@ -1,5 +1,5 @@
 """Scenario 3, rolling restart: two replicas behind a round-robin proxy, each restarted in turn
-under steady load (issue 9).
+under steady load (RELIABILITY.md).
 
 The proxy (`proxy.py`) checks `/readyz` every 100 ms, like a load balancer's readiness probe;
 DRAIN_GRACE_SECONDS (1 s) is longer than that interval, so a replica that got SIGTERM leaves the
@@ -123,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     if provider == "stub":
         settings["STUB_DELAY_MS"] = "5"
     rounds = args.rounds or (1 if args.quick else 2)
-    # One replica must carry the whole load while the other restarts (tfidf takes 10-15 s to
-    # load on this busy machine).
+    # One replica must carry the whole load while the other restarts (tfidf takes seconds to
+    # load).
     rate = args.rate or (80.0 if args.quick else 100.0)
     harness.print_header(
         f"rolling restart of 2 replicas on {provider}, {rounds} round(s)", settings

@@ -1,4 +1,4 @@
-"""Run every reliability drill (issue 9), one process each, and print a summary.
+"""Run every reliability drill (RELIABILITY.md), one process each, and print a summary.
 
     python -m scripts.reliability.run_all --quick    # a few minutes
     python -m scripts.reliability.run_all            # the long versions (about 25 minutes here)

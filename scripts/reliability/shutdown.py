@@ -1,4 +1,4 @@
-"""Scenario 2, graceful shutdown under load, five times (issue 9).
+"""Scenario 2, graceful shutdown under load, five times.
 
 Each round: a server under steady load (16 connections, each sending its next request, single
 texts and batches, as soon as the last one is answered), then SIGTERM. Meanwhile `/readyz` is

@@ -1,4 +1,4 @@
-"""Scenario 8, slow clients: many connections that trickle their request (issue 9).
+"""Scenario 8, slow clients: many connections that trickle their request.
 
 Three kinds of slow connection, opened together (S in all, default 300):
 - body trickle: complete headers with `Content-Length: 1000`, then one body byte per second;

@@ -1,10 +1,10 @@
-"""Scenario 4, soak: 200,000 requests, single texts and batches, at a steady rate (issue 9).
+"""Scenario 4, soak: 200,000 requests, single texts and batches, at a steady rate (RELIABILITY.md).
 
-An open loop at a fixed rate (default 250 requests/s, about 40% of what one tfidf worker
-serves single texts here), 90% single texts and 10% batches of 2-8. The server's RSS, open file
-descriptors, threads and TCP connections are sampled every 5 s. The first 10% of the requests
-are the warm-up (allocator pools, caches, connection pool); growth is measured from the end of
-the warm-up to the end of the run, and once more after the load stops.
+An open loop at a fixed rate (default 250 requests/s, well below what one tfidf worker serves),
+90% single texts and 10% batches of 2-8. The server's RSS, open file descriptors, threads and TCP
+connections are sampled every 5 s. The first 10% of the requests are the warm-up (allocator
+pools, caches, connection pool); growth is measured from the end of the warm-up to the end of
+the run, and once more after the load stops.
 
 Expected: RSS growth under 5%, fds (other than connections) and threads flat, zero errors.
 

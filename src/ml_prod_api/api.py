@@ -67,9 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
-        # FastAPI's native OpenTelemetry hooks look up three global providers on every request
-        # (2% of a prediction under load, py-spy, issue 8); this service reports through
-        # Prometheus metrics and JSON logs instead.
+        # FastAPI's native OpenTelemetry hooks look up three global providers on every request;
+        # this service reports through Prometheus metrics and JSON logs instead.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     key_store = ApiKeyStore(

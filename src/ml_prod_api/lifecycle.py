@@ -75,8 +75,8 @@ def stop_timeout(service: InferenceService, settings: Settings) -> float:
 
     After SIGTERM the whole shutdown gets DRAIN_GRACE_SECONDS + SHUTDOWN_TIMEOUT_SECONDS, and the
     server may already have spent most of it waiting for in-flight requests; a hung model call
-    must not get the full SHUTDOWN_TIMEOUT_SECONDS again on top (issue 9: 33 s with the
-    defaults, past the 30 s after which Kubernetes kills the pod).
+    must not get the full SHUTDOWN_TIMEOUT_SECONDS again on top (with the defaults that would
+    pass the 30 s after which Kubernetes kills the pod).
     """
     timeout = settings.shutdown_timeout_seconds
     if service.drain_started_at is None:

@@ -28,7 +28,7 @@ class RequestIdFilter(logging.Filter):
 
 def make_formatter() -> OrjsonFormatter:
     # python-json-logger's orjson flavour: the same records, several times cheaper to encode
-    # than the json module on the one-line-per-request path (issue 8).
+    # than the json module on the one-line-per-request path.
     return OrjsonFormatter(
         "{levelname}{name}{message}",
         style="{",
@@ -40,8 +40,8 @@ def make_formatter() -> OrjsonFormatter:
 def configure_logging(level: str = "INFO") -> None:
     """Idempotent: replaces handlers on the root, `ml_prod_api` and uvicorn loggers."""
     # The records never show the caller's file and line, thread or process, so skip collecting
-    # them on every record: the logging HOWTO's "Optimization" settings. One access line per
-    # request made them a measurable part of a prediction (py-spy, issue 8).
+    # them on every record: the logging HOWTO's "Optimization" settings. With one access line
+    # per request they are a measurable part of a prediction.
     logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False

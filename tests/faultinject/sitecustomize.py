@@ -1,4 +1,4 @@
-"""Fault injection for the provider-fault drill (issue 9), loaded only by that drill.
+"""Fault injection for the provider-fault drill, loaded only by that drill.
 
 The drill puts this folder on the server's PYTHONPATH, so Python imports it at start-up. It makes
 the stub provider hang on texts carrying `RELIABILITY_HANG_MARKER` for `RELIABILITY_HANG_SECONDS`:

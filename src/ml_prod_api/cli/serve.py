@@ -44,12 +44,12 @@ def run_serve(args: argparse.Namespace) -> int:
         port=args.port or settings.port,
         workers=workers,
         # httptools with a header-read timeout (HEADER_READ_TIMEOUT_SECONDS, read by each worker
-        # process): uvicorn has none of its own, so slowloris connections stayed open (issue 9).
+        # process): uvicorn has none of its own, so slowloris connections would stay open.
         http=HeaderTimeoutProtocol,
         log_config=None,  # the app configures JSON logging for uvicorn's loggers too
         access_log=False,  # our middleware writes the access line
         # Rounded up, never to None: uvicorn reads None as "wait for in-flight requests forever",
-        # so `int(0.5) or None` let one slow client hold the drain for good (issue 9).
+        # so `int(0.5) or None` would let one slow client hold the drain for good.
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_seconds),
         timeout_keep_alive=settings.timeout_keep_alive,
         server_header=False,

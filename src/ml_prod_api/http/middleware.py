@@ -36,7 +36,7 @@ LOG_SCOPE_KEY = "ml_prod_api.log"
 ARRIVED_SCOPE_KEY = "ml_prod_api.arrived"  # time.monotonic() when the request came in
 
 # Generated ids: a random per-process prefix and a counter, unique across processes and
-# restarts like a UUID but without a urandom call per request (py-spy, issue 8).
+# restarts like a UUID but without a urandom call per request.
 _ID_PREFIX = os.urandom(8).hex()
 _ID_COUNTER = itertools.count()
 
@@ -170,7 +170,7 @@ class BodyLimitMiddleware:
         self.app = app
         self.limit = limit
         # A body that trickles in (slowloris on the body) is cut off after this long; uvicorn
-        # has no body-read timeout of its own (reliability drill 8).
+        # has no body-read timeout of its own.
         self.read_timeout_s = read_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -194,8 +194,8 @@ class BodyLimitMiddleware:
         timer: asyncio.TimerHandle | None = None
         if self.read_timeout_s is not None:
             # One timer per request that cancels the read if it is still waiting when the time is
-            # up, instead of an `asyncio.timeout` block around every receive(): that block cost
-            # 5-8% of a small prediction's time under load (py-spy, issue 8).
+            # up, instead of an `asyncio.timeout` block around every receive(), which costs a
+            # measurable share of a small prediction's time under load.
             def expire() -> None:
                 nonlocal timed_out
                 if not body_done:

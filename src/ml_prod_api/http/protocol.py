@@ -1,4 +1,4 @@
-"""A header-read timeout on uvicorn's httptools protocol (slow clients, reliability drill 8).
+"""A header-read timeout on uvicorn's httptools protocol (slow clients: RELIABILITY.md).
 
 Hand-written because uvicorn (0.54) has no header timeout: it times out only an idle kept-alive
 connection, so a connection that sends nothing, or its request line and headers a byte at a time

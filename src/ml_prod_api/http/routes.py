@@ -154,7 +154,7 @@ def _respond(payload: dict[str, Any], result: InferenceResult, headers: dict[str
     """The JSON answer, serialised once with orjson.
 
     The documented response models stay on the routes for OpenAPI; building the dict directly
-    skips FastAPI's second validation pass of our own output (py-spy, issue 8).
+    skips FastAPI's second validation pass of our own output.
     """
     # Server-Timing lets a client tell queueing from compute without scraping metrics.
     headers["Server-Timing"] = (

@@ -61,9 +61,10 @@ def parse_body(raw: bytes, content_type: str | None, model: type[Body]) -> Body:
     """The request body as `model`, or the ApiError a client can act on.
 
     Done here rather than by FastAPI's body parameter: FastAPI's request machinery (body field,
-    dependency solving) was the largest share of a prediction's cost under load (py-spy,
-    issue 8). The semantics are FastAPI's: the stdlib JSON decoder (so a lone surrogate escape
-    is still accepted), an empty or `null` body is a missing body, then pydantic validation.
+    dependency solving) is the largest share of a prediction's cost under load. The semantics
+    are FastAPI's: the stdlib JSON decoder (so a lone surrogate escape is still accepted), an
+    empty or `null` body is a missing body, then pydantic validation; the bodies both accept
+    and refuse are the same (tests/test_parse_body_parity.py).
     """
     if not is_json_content_type(content_type):
         raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
