@@ -183,4 +183,8 @@ def _app_from_env() -> FastAPI:
         raise SystemExit(2) from None
 
 
+# Kept importable on purpose: `uvicorn ml_prod_api.api:app --app-dir src` (README) and every
+# worker of `ml-prod-api serve` import this module for `app`. Import-time work is building the
+# app only (settings from the environment, middleware, routes); the model is loaded and warmed
+# in the lifespan, and tests build their own apps with `create_app(settings)`.
 app = _app_from_env()
