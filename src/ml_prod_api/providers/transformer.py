@@ -63,8 +63,11 @@ class TransformerProvider(WindowedClassifier):
         if not getattr(self._tokenizer, "is_fast", False):
             raise ModelLoadError(f"{self.path}: a fast tokenizer (tokenizer.json) is required")
         try:
+            # float32 whatever the stored dtype: the shipped checkpoint keeps fp16 weights to
+            # halve the file, transformers 5 loads a checkpoint in its stored dtype by default,
+            # and CPU kernels are fastest and exact in float32.
             model = AutoModelForSequenceClassification.from_pretrained(  # nosec B615
-                self.path, local_files_only=True
+                self.path, local_files_only=True, dtype=torch.float32
             )
         except Exception as exc:
             raise ModelLoadError(
