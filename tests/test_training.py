@@ -44,7 +44,7 @@ def test_trains_on_every_source_and_is_deterministic(
                 "convabuse", "toxigen_prompts", "templates", "counterfactual"}  # fmt: skip
     assert expected <= set(sources)
     assert all("test_rows" not in row for row in sources.values()), "test splits are not read"
-    assert set(metadata["selection"]["val_roc_auc"]) >= {"tweeteval_offensive", "davidson"}
+    assert "tweeteval_offensive" in metadata["selection"]["val_roc_auc"]
     assert all(path.startswith("../") or "/" in path for path in metadata["training_data"]["files"])
 
     # The artifact serves through the real provider.

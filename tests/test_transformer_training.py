@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO_ROOT / "training"))
 
 import export_onnx  # noqa: E402
 import train_transformer  # noqa: E402
-from corpus import harmonise_davidson  # noqa: E402
+from corpus import SOURCES, harmonise_davidson  # noqa: E402
 from evaluate_transformer import OnnxScorer, TorchScorer  # noqa: E402
 
 FIXTURE_DATA = REPO_ROOT / "tests" / "fixtures" / "training"
@@ -165,7 +165,7 @@ def write_training_metadata(folder: Path, max_length: int = 32, threshold: float
         "base_model": {"name_or_path": "random"},
         "threshold": threshold,
         "labels": {"1": "toxic", "0": "non-toxic"},
-        "label_mapping": train_transformer.LABEL_MAPPING,
+        "label_mapping": {s.name: s.mapping for s in SOURCES},
         "preprocessing": {},
         "tokenizer": {"max_length": max_length},
         "training_data": {},

@@ -315,7 +315,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     log.info("features: %d word + %d char + 1 lexicon", feats.n_word, x.shape[1] - feats.n_word - 1)
     identity_columns = identity_feature_columns(feats) if args.identity_zeroing else None
     indicators = source_indicators(corpus.train.sources) if args.source_indicators else None
-    log.info("%d identity-only features held at zero weight", len(identity_columns or []))
+    log.info(
+        "%d identity-only features held at zero weight",
+        0 if identity_columns is None else len(identity_columns),
+    )
 
     # Grid scored by the mean of the per-source validation ROC-AUCs, so no platform decides.
     results: list[tuple[FitConfig, float, dict[str, float]]] = []
@@ -396,7 +399,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "n_lexicon": 1,
             "lexicon_words": len(LEXICON),
             "n_features": x.shape[1],
-            "identity_only_features_zeroed": len(identity_columns or []),
+            "identity_only_features_zeroed": 0
+            if identity_columns is None
+            else len(identity_columns),
             "source_indicators": "training only" if indicators is not None else "none",
         },
         "hyperparameters": asdict(chosen)
