@@ -7,7 +7,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from ml_prod_api.errors import ModelLoadError
-from ml_prod_api.providers.base import Contribution, Provider, ProviderInfo, Score
+from ml_prod_api.providers.base import Contribution, Provider, Score
 
 if TYPE_CHECKING:
     from ml_prod_api.settings import Settings
@@ -15,7 +15,6 @@ if TYPE_CHECKING:
 __all__ = [
     "Contribution",
     "Provider",
-    "ProviderInfo",
     "Score",
     "UnknownProvider",
     "create_provider",

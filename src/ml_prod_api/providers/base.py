@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,14 +26,6 @@ class Contribution:
 
     feature: str
     weight: float
-
-
-@dataclass(slots=True)
-class ProviderInfo:
-    name: str
-    version: str
-    default_threshold: float | None = None
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 class Provider(ABC):
@@ -54,7 +45,12 @@ class Provider(ABC):
 
     @property
     def max_batch_size(self) -> int:
-        """The largest batch this provider wants in one call (the queue never exceeds it)."""
+        """The most texts this provider is given in one `predict_batch` call.
+
+        The serving runner (`serving/runner.py`) reads it once after `load()`: the queue never
+        gathers a larger batch for this provider, and a single request with more texts is
+        scored in several calls of at most this many.
+        """
         return 1024
 
     @abstractmethod
@@ -70,8 +66,3 @@ class Provider(ABC):
         from ml_prod_api.errors import ExplainNotSupported
 
         raise ExplainNotSupported(f"the {self.name} provider does not support explanations")
-
-    def info(self) -> ProviderInfo:
-        return ProviderInfo(
-            name=self.name, version=self.version, default_threshold=self.default_threshold
-        )

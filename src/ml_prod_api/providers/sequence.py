@@ -8,6 +8,7 @@ sentence at the end of a long text is not truncated away.
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 
 from ml_prod_api.errors import ModelLoadError
 from ml_prod_api.providers.artifact_files import read_json, sha256_file
-from ml_prod_api.providers.base import Provider, ProviderInfo, Score
+from ml_prod_api.providers.base import Provider, Score
 
 CONFIG_FILE = "config.json"
 METADATA_FILE = "metadata.json"
@@ -253,21 +254,21 @@ class WindowedClassifier(Provider):
         return self._threshold
 
     # --- to implement -------------------------------------------------------------------------
+    @abstractmethod
     def weights_file(self) -> Path:
         """The file that holds the weights (checked before anything heavy is imported)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def load_backend(self) -> None:
         """Load the tokenizer and the model; set cls_id, sep_id and pad_id."""
-        raise NotImplementedError
 
+    @abstractmethod
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Each text's content token ids, without special tokens."""
-        raise NotImplementedError
 
+    @abstractmethod
     def forward_chunk(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Logits for one padded chunk of windows."""
-        raise NotImplementedError
 
     # --- shared -------------------------------------------------------------------------------
     def load(self) -> None:
@@ -312,8 +313,3 @@ class WindowedClassifier(Provider):
     def predict_batch(self, texts: Sequence[str]) -> list[Score]:
         windows = self.preprocess(texts)
         return self.postprocess(self.forward(windows), windows, len(texts))
-
-    def info(self) -> ProviderInfo:
-        info = super().info()
-        info.details = {"max_length": self.max_length, "stride": self.stride}
-        return info

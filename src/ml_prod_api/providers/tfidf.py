@@ -37,7 +37,7 @@ from sklearn.exceptions import InconsistentVersionWarning
 from ml_prod_api.errors import ModelLoadError
 from ml_prod_api.providers import tfidf_fast
 from ml_prod_api.providers.artifact_files import read_json, sha256_file
-from ml_prod_api.providers.base import Contribution, Provider, ProviderInfo, Score
+from ml_prod_api.providers.base import Contribution, Provider, Score
 from ml_prod_api.providers.tfidf_fast import FastLinearScorer
 from ml_prod_api.textnorm import normalize
 
@@ -299,21 +299,6 @@ class TfidfProvider(Provider):
                 ]
             )
         return self._feature_names
-
-    def info(self) -> ProviderInfo:
-        metrics = self._metadata.get("metrics", {}).get("test", {})
-        return ProviderInfo(
-            name=self.name,
-            version=self.version,
-            default_threshold=self.default_threshold,
-            details={
-                "artifact": str(self._model_path),
-                "sklearn_version": self._metadata.get("sklearn_version"),
-                "features": self._metadata.get("features", {}).get("n_features"),
-                "test_roc_auc": metrics.get("roc_auc"),
-                "test_macro_f1": metrics.get("macro_f1"),
-            },
-        )
 
 
 def from_settings(settings: Settings) -> TfidfProvider:
