@@ -24,7 +24,7 @@ __all__ = [
 # name -> "module:factory"; each factory takes Settings and returns an unloaded Provider.
 _REGISTRY: dict[str, str] = {
     "stub": "ml_prod_api.providers.stub:from_settings",
-    "tfidf": "ml_prod_api.providers.tfidf:from_settings",
+    "tfidf": "ml_prod_api.providers.tfidf.provider:from_settings",
     "transformer": "ml_prod_api.providers.transformer:from_settings",
     "onnx": "ml_prod_api.providers.onnx:from_settings",
 }

@@ -47,7 +47,6 @@ class StubProvider(Provider):
         self._fail_marker = fail_marker
         self._load_error = load_error
         self._version = version
-        self._loaded = False
 
     @property
     def version(self) -> str:
@@ -56,7 +55,6 @@ class StubProvider(Provider):
     def load(self) -> None:
         if self._load_error:
             raise ModelLoadError(self._load_error)
-        self._loaded = True
 
     def predict_batch(self, texts: Sequence[str]) -> list[Score]:
         if self._delay_s:
