@@ -1,5 +1,6 @@
-"""What the `transformer` and `onnx` providers share: the artifact's metadata, the label mapping,
-long-text windows and the post-processing of logits. No torch and no onnxruntime here.
+"""What the `transformer` and `onnx` providers share: their settings, the artifact's metadata, the
+label mapping, long-text windows and the post-processing of logits. No torch and no onnxruntime
+here.
 
 Long texts: a text longer than the model's window is split into overlapping windows (`stride`
 tokens shared by neighbours) and the text's score is that of its most toxic window, so a toxic
@@ -12,12 +13,13 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
+from pydantic import Field
 
 from ml_prod_api.errors import ModelLoadError
-from ml_prod_api.providers.artifact_files import read_json, sha256_file
+from ml_prod_api.providers.artifact_files import ArtifactSettings, read_json, sha256_file
 from ml_prod_api.providers.base import Provider, Score
 
 CONFIG_FILE = "config.json"
@@ -209,6 +211,40 @@ def resolve_max_length(
     if isinstance(positions, int) and positions > 0:
         return min(positions, DEFAULT_MAX_LENGTH)
     return DEFAULT_MAX_LENGTH
+
+
+class ClassifierOptions(TypedDict):
+    """The `WindowedClassifier` keyword arguments that come from `SequenceSettings`."""
+
+    toxic_label: str | None
+    max_length: int | None
+    stride: int
+    forward_batch_size: int
+    version: str | None
+
+
+class SequenceSettings(ArtifactSettings):
+    """The settings both sequence-classifier providers read."""
+
+    toxic_label: str | None = Field(
+        default=None, description="The label that means toxic; unset: found by name."
+    )
+    max_seq_length: int | None = Field(
+        default=None, ge=8, le=8192, description="Tokens per window; unset: the model's own."
+    )
+    window_stride: int = Field(
+        default=32, ge=0, le=4096, description="Tokens shared by neighbouring windows."
+    )
+    forward_batch_size: int = Field(default=32, ge=1, le=4096)
+
+    def classifier_options(self) -> ClassifierOptions:
+        return ClassifierOptions(
+            toxic_label=self.toxic_label,
+            max_length=self.max_seq_length,
+            stride=self.window_stride,
+            forward_batch_size=self.forward_batch_size,
+            version=self.model_version,
+        )
 
 
 class WindowedClassifier(Provider):

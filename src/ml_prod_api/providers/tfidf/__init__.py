@@ -1,6 +1,6 @@
 """The `tfidf` provider and everything it is made of, for serving and for training.
 
-- `provider.py`: `TfidfProvider`, scoring and exact explanations;
+- `provider.py`: `TfidfProvider`, scoring and exact explanations, and `TfidfSettings`;
 - `model.py`: `LinearTextModel`, the artifact format and its checked loading;
 - `fast.py`: the exact, faster scorer the model serves with;
 - `textnorm.py`: `normalize`, the one text normalisation of training and serving;
@@ -15,7 +15,7 @@ from ml_prod_api.providers.tfidf.model import (
     lexicon_hits,
     load_artifact,
 )
-from ml_prod_api.providers.tfidf.provider import LEXICON_FEATURE, TfidfProvider
+from ml_prod_api.providers.tfidf.provider import LEXICON_FEATURE, TfidfProvider, TfidfSettings
 from ml_prod_api.providers.tfidf.textnorm import normalize
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "METADATA_FILE",
     "LinearTextModel",
     "TfidfProvider",
+    "TfidfSettings",
     "lexicon_hits",
     "load_artifact",
     "normalize",

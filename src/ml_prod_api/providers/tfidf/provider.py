@@ -9,16 +9,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from ml_prod_api.providers.artifact_files import ArtifactSettings
 from ml_prod_api.providers.base import Contribution, Provider, Score
 from ml_prod_api.providers.tfidf.model import LinearTextModel, lexicon_hits, load_artifact
 from ml_prod_api.providers.tfidf.textnorm import normalize
-
-if TYPE_CHECKING:
-    from ml_prod_api.settings import Settings
 
 CHAR_PREFIX = "char:"
 LEXICON_FEATURE = "lexicon:abusive_words"
@@ -114,5 +112,8 @@ class TfidfProvider(Provider):
         return self._feature_names
 
 
-def from_settings(settings: Settings) -> TfidfProvider:
-    return TfidfProvider(settings.resolved_model_path, version_override=settings.model_version)
+class TfidfSettings(ArtifactSettings):
+    artifact_folder = TfidfProvider.name
+
+    def build_provider(self) -> TfidfProvider:
+        return TfidfProvider(self.resolved_model_path, version_override=self.model_version)
