@@ -59,7 +59,7 @@ class Settings(BaseSettings):
 
     # --- model -------------------------------------------------------------------------------
     model_provider: str = Field(
-        default="tfidf", description="Model provider: stub, tfidf, transformer or onnx."
+        default="tfidf", description="Model provider: a name in `providers/registry.py`."
     )
     toxic_threshold: float | None = Field(
         default=None,

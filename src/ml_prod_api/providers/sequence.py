@@ -5,6 +5,9 @@ here.
 Long texts: a text longer than the model's window is split into overlapping windows (`stride`
 tokens shared by neighbours) and the text's score is that of its most toxic window, so a toxic
 sentence at the end of a long text is not truncated away.
+
+Over 300 lines on purpose: it is the whole shared half of two providers, each piece small, and
+`WindowedClassifier` at the end reads best with the steps it calls above it.
 """
 
 from __future__ import annotations
