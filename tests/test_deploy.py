@@ -467,6 +467,7 @@ def test_selectors_and_scaling_targets_match(example_overlay: list[dict[str, Any
 def test_settings_in_the_configmap_are_accepted_by_the_app(
     example_overlay: list[dict[str, Any]], tmp_path: Path
 ) -> None:
+    from ml_prod_api.providers import provider_names, provider_settings_model
     from ml_prod_api.settings import Settings
 
     values: dict[str, Any] = {k.lower(): v for k, v in settings_of(example_overlay).items()}
@@ -477,6 +478,14 @@ def test_settings_in_the_configmap_are_accepted_by_the_app(
     settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
     assert settings.model_provider == "tfidf"
     assert settings.web_concurrency == 1
+    # Every key is a setting of the service or of a provider (ONNX_INTRA_OP_THREADS, ...), and
+    # each provider accepts the values of its own.
+    known = set(Settings.model_fields)
+    for name in provider_names():
+        model = provider_settings_model(name)
+        model(_env_file=None, **values)  # type: ignore[call-arg]
+        known |= set(model.model_fields)
+    assert set(values) <= known
 
 
 # ---- ECS -----------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -20,10 +20,10 @@ import httpx2
 import pytest
 
 from ml_prod_api.errors import InferenceError
-from ml_prod_api.providers.base import Provider, Score
 from ml_prod_api.serving import InferenceService, ReadyState
 from tests.bad_artifacts import BAD_ARTIFACTS, build_bad_artifact
 from tests.servers import ROOT, LoggedServer, run_logged_server
+from tests.support.fakes import FakeProvider
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -190,35 +190,9 @@ def test_bad_artifact_keeps_the_process_up_and_says_why(kind: str, tmp_path: Pat
 
 
 # --- 6. provider faults ------------------------------------------------------------------------
-class PoisonProvider(Provider):
-    """Raises when any text in the call contains "poison"; can hold the model thread on a gate."""
-
-    name = "poison"
-
-    def __init__(self) -> None:
-        self.gate = threading.Event()
-        self.gate.set()
-        self.entered = threading.Event()
-        self.calls: list[list[str]] = []
-
-    @property
-    def version(self) -> str:
-        return "poison-1"
-
-    def load(self) -> None:
-        pass
-
-    def predict_batch(self, texts: Sequence[str]) -> list[Score]:
-        self.entered.set()
-        self.gate.wait(10)
-        self.calls.append(list(texts))
-        if any("poison" in t for t in texts):
-            raise ValueError("poisoned")
-        return [Score(probability_toxic=0.25) for _ in texts]
-
-
 def test_a_poisoned_text_fails_only_its_own_request() -> None:
-    provider = PoisonProvider()
+    # Raises when any text of a call holds "poison"; can hold the model thread on its gate.
+    provider = FakeProvider(score=lambda text: 0.25, fail_marker="poison")
 
     async def scenario() -> None:
         service = InferenceService(lambda: provider, batch_max_size=64)
@@ -245,7 +219,7 @@ def test_a_poisoned_text_fails_only_its_own_request() -> None:
         assert not isinstance(results[0], BaseException)
         assert not isinstance(results[2], BaseException)
         assert [s.probability_toxic for s in results[2].scores] == [0.25, 0.25]
-        assert ["fine one", "poison here", "fine two", "fine three"] in provider.calls
+        assert ["fine one", "poison here", "fine two", "fine three"] in provider.batches
         service.stop()
 
     asyncio.run(scenario())

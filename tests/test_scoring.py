@@ -6,13 +6,13 @@ import argparse
 import csv
 import io
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ml_prod_api.cli.score import BadRow, Row, ScoreWriter, register, score_stream
-from ml_prod_api.providers.base import Provider, Score
+from tests.support.fakes import FakeProvider
 
 SECRET = "do-not-echo-this-text"
 
@@ -125,27 +125,9 @@ def test_tfidf_provider_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert [r["label"] for r in read_csv(out)] == ["toxic", "non-toxic"]
 
 
-class CountingProvider(Provider):
-    name = "counting"
-
-    def __init__(self) -> None:
-        self.calls: list[int] = []
-
-    @property
-    def version(self) -> str:
-        return "1"
-
-    def load(self) -> None:
-        pass
-
-    def predict_batch(self, texts: Sequence[str]) -> list[Score]:
-        self.calls.append(len(texts))
-        return [Score(probability_toxic=0.0) for _ in texts]
-
-
 def test_streams_one_batch_at_a_time() -> None:
     out = io.StringIO()
-    provider = CountingProvider()
+    provider = FakeProvider()
     pulled = 0
     written_when_pulled: list[int] = []
 
@@ -159,6 +141,6 @@ def test_streams_one_batch_at_a_time() -> None:
 
     summary = score_stream(rows(), provider, ScoreWriter(out, False, "id"), 0.5, 10, io.StringIO())
     assert summary.scored == 25 and pulled == 25
-    assert provider.calls == [10, 10, 5]
+    assert [len(batch) for batch in provider.batches] == [10, 10, 5]
     # Before row 21 is read, rows 1-20 are already written: at most one batch is held.
     assert written_when_pulled[20] == 20

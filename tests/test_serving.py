@@ -4,48 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
 from ml_prod_api.errors import (
     DeadlineExceeded,
     InferenceError,
-    ModelLoadError,
     ModelNotReady,
     Overloaded,
 )
-from ml_prod_api.providers.base import Provider, Score
+from ml_prod_api.providers.base import Provider
 from ml_prod_api.serving import InferenceService, ReadyState
+from tests.support.fakes import FakeProvider
 
 
-class RecordingProvider(Provider):
-    """Scores len(text)/100 and records every batch; can block on a gate or raise."""
-
-    name = "recording"
-
-    def __init__(self) -> None:
-        self.batches: list[list[str]] = []
-        self.gate = threading.Event()
-        self.gate.set()
-        self.entered = threading.Event()
-
-    @property
-    def version(self) -> str:
-        return "rec-1"
-
-    def load(self) -> None:
-        pass
-
-    def predict_batch(self, texts: Sequence[str]) -> list[Score]:
-        self.entered.set()
-        self.gate.wait(10)
-        self.batches.append(list(texts))
-        if any("raise" in t for t in texts):
-            raise ValueError("bad input")
-        return [Score(probability_toxic=min(1.0, len(t) / 100)) for t in texts]
+def recording(**options: Any) -> FakeProvider:
+    """Scores len(text)/100 and records every batch; raises on a text holding "raise"."""
+    return FakeProvider(
+        score=lambda text: min(1.0, len(text) / 100), fail_marker="raise", **options
+    )
 
 
 async def _started(provider: Provider, **kw: float) -> InferenceService:
@@ -57,7 +37,7 @@ async def _started(provider: Provider, **kw: float) -> InferenceService:
 
 
 async def _hold_the_model(
-    service: InferenceService, provider: RecordingProvider, text: str
+    service: InferenceService, provider: FakeProvider, text: str
 ) -> asyncio.Future[object]:
     """Send `text` and return once the model thread is blocked inside its call (until
     `provider.gate` is set again), so what is sent next waits in the queue."""
@@ -69,7 +49,7 @@ async def _hold_the_model(
 
 
 def test_concurrent_requests_are_gathered_and_routed_back() -> None:
-    provider = RecordingProvider()
+    provider = recording()
 
     async def scenario() -> None:
         service = await _started(provider, batch_max_wait_ms=200, batch_max_size=64)
@@ -86,7 +66,7 @@ def test_concurrent_requests_are_gathered_and_routed_back() -> None:
 
 
 def test_batch_request_is_one_call_and_order_is_kept() -> None:
-    provider = RecordingProvider()
+    provider = recording()
 
     async def scenario() -> None:
         service = await _started(provider)
@@ -101,7 +81,7 @@ def test_batch_request_is_one_call_and_order_is_kept() -> None:
 
 
 def test_full_queue_refuses_at_once_with_retry_after() -> None:
-    provider = RecordingProvider()
+    provider = recording()
 
     async def scenario() -> None:
         service = await _started(provider, queue_max_items=2)
@@ -118,16 +98,8 @@ def test_full_queue_refuses_at_once_with_retry_after() -> None:
     asyncio.run(scenario())
 
 
-class SlowProvider(RecordingProvider):
-    """At most 20 texts a second: 50 ms a text."""
-
-    def predict_batch(self, texts: Sequence[str]) -> list[Score]:
-        time.sleep(0.05 * len(texts))
-        return super().predict_batch(texts)
-
-
 def test_work_that_cannot_finish_before_its_deadline_is_refused_at_once() -> None:
-    provider = SlowProvider()
+    provider = recording(seconds_per_text=0.05)  # at most 20 texts a second
 
     async def scenario() -> None:
         service = await _started(
@@ -156,7 +128,7 @@ def test_work_that_cannot_finish_before_its_deadline_is_refused_at_once() -> Non
 
 
 def test_work_nobody_waits_for_stops_counting_against_the_queue_at_once() -> None:
-    provider = RecordingProvider()
+    provider = recording()
 
     async def scenario() -> None:
         service = await _started(provider, queue_max_items=2)
@@ -180,7 +152,7 @@ def test_work_nobody_waits_for_stops_counting_against_the_queue_at_once() -> Non
 
 
 def test_deadline_answers_timeout_and_drops_the_work() -> None:
-    provider = RecordingProvider()
+    provider = recording()
 
     async def scenario() -> None:
         service = await _started(provider, request_timeout_ms=100)
@@ -200,7 +172,7 @@ def test_deadline_answers_timeout_and_drops_the_work() -> None:
 
 
 def test_provider_exception_fails_only_its_own_batch() -> None:
-    provider = RecordingProvider()
+    provider = recording()
 
     async def scenario() -> None:
         service = await _started(provider)
@@ -215,7 +187,7 @@ def test_provider_exception_fails_only_its_own_batch() -> None:
 
 
 def test_cancelled_request_is_skipped() -> None:
-    provider = RecordingProvider()
+    provider = recording()
 
     async def scenario() -> None:
         service = await _started(provider)
@@ -237,7 +209,7 @@ def test_cancelled_request_is_skipped() -> None:
 
 
 def test_stop_does_not_hang_on_a_stuck_model() -> None:
-    provider = RecordingProvider()
+    provider = recording()
 
     async def scenario() -> None:
         service = await _started(provider)
@@ -251,28 +223,11 @@ def test_stop_does_not_hang_on_a_stuck_model() -> None:
     asyncio.run(scenario())
 
 
-class ThreadRecordingProvider(RecordingProvider):
-    """Records which threads call it; `fail_load` makes load() raise."""
-
-    def __init__(self, fail_load: bool = False) -> None:
-        super().__init__()
-        self.fail_load = fail_load
-        self.threads: set[str] = set()
-
-    def load(self) -> None:
-        if self.fail_load:
-            raise ModelLoadError("instance cannot load")
-
-    def predict_batch(self, texts: Sequence[str]) -> list[Score]:
-        self.threads.add(threading.current_thread().name)
-        return super().predict_batch(texts)
-
-
 def test_instances_each_own_a_model_and_thread_and_share_the_queue() -> None:
-    made: list[ThreadRecordingProvider] = []
+    made: list[FakeProvider] = []
 
-    def factory() -> ThreadRecordingProvider:
-        made.append(ThreadRecordingProvider())
+    def factory() -> FakeProvider:
+        made.append(recording())
         return made[-1]
 
     async def scenario() -> None:
@@ -303,7 +258,7 @@ def test_instances_each_own_a_model_and_thread_and_share_the_queue() -> None:
     asyncio.run(scenario())
 
 
-def wait_any_entered(providers: Sequence[RecordingProvider], timeout_s: float) -> bool:
+def wait_any_entered(providers: Sequence[FakeProvider], timeout_s: float) -> bool:
     give_up = time.monotonic() + timeout_s
     while time.monotonic() < give_up:
         if any(p.entered.is_set() and not p.gate.is_set() for p in providers):
@@ -313,10 +268,10 @@ def wait_any_entered(providers: Sequence[RecordingProvider], timeout_s: float) -
 
 
 def test_an_instance_that_cannot_load_fails_readiness_for_all() -> None:
-    made: list[ThreadRecordingProvider] = []
+    made: list[FakeProvider] = []
 
-    def factory() -> ThreadRecordingProvider:
-        made.append(ThreadRecordingProvider(fail_load=len(made) == 1))
+    def factory() -> FakeProvider:
+        made.append(recording(load_error="instance cannot load" if len(made) == 1 else None))
         return made[-1]
 
     async def scenario() -> None:
@@ -334,16 +289,8 @@ def test_an_instance_that_cannot_load_fails_readiness_for_all() -> None:
     asyncio.run(scenario())
 
 
-class SmallBatchProvider(RecordingProvider):
-    """Wants at most 3 texts in one call."""
-
-    @property
-    def max_batch_size(self) -> int:
-        return 3
-
-
 def test_no_call_exceeds_the_providers_max_batch_size() -> None:
-    provider = SmallBatchProvider()
+    provider = recording(max_batch_size=3)  # wants at most 3 texts in one call
 
     async def scenario() -> None:
         service = await _started(provider, batch_max_wait_ms=200, batch_max_size=64)

@@ -73,13 +73,62 @@ def test_body_limit_is_derived_from_the_text_limits() -> None:
 
 def test_default_model_path_is_per_provider() -> None:
     s = make_settings(model_provider="tfidf")
-    assert s.resolved_model_path == ROOT / "models" / "tfidf"
+    assert s.provider_settings.resolved_model_path == ROOT / "models" / "tfidf"  # type: ignore[attr-defined]
 
 
 def test_redacted_hides_secrets() -> None:
     s = make_settings()
     data = s.redacted()
     assert data["model_provider"] == "stub"
+
+
+@pytest.mark.parametrize(
+    ("provider", "env", "value", "needle"),
+    [
+        ("stub", "STUB_DELAY_MS", "soon", "valid number"),
+        ("onnx", "WINDOW_STRIDE", "-1", "greater than or equal to 0"),
+        ("transformer", "MAX_SEQ_LENGTH", "4", "greater than or equal to 8"),
+        ("onnx", "ONNX_INTRA_OP_THREADS", "many", "valid integer"),
+        ("transformer", "TORCH_THREADS", "999", "less than or equal to 256"),
+    ],
+)
+def test_a_providers_own_settings_give_the_same_clear_line(
+    monkeypatch: pytest.MonkeyPatch, provider: str, env: str, value: str, needle: str
+) -> None:
+    # Declared by the provider, read by the same names from the same places.
+    monkeypatch.setenv("MODEL_PROVIDER", provider)
+    monkeypatch.setenv(env, value)
+    with pytest.raises(ConfigError) as info:
+        load_settings(_env_file=None)
+    message = str(info.value)
+    assert message.startswith(f"invalid setting {env}={value!r}: ")
+    assert needle in message
+
+
+def test_a_providers_own_settings_come_from_every_source(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert make_settings(stub_delay_ms=7).provider_settings.stub_delay_ms == 7  # type: ignore[attr-defined]
+    monkeypatch.setenv("STUB_FAIL_MARKER", "boom")
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("MODEL_PROVIDER=stub\nSTUB_LOAD_ERROR=broken\n")
+    s = load_settings(_env_file=dotenv)
+    assert s.provider_settings.stub_fail_marker == "boom"  # type: ignore[attr-defined]
+    assert s.provider_settings.stub_load_error == "broken"  # type: ignore[attr-defined]
+    # The start-up log's settings dump shows them beside the service's own.
+    dump = s.redacted()
+    assert dump["stub_fail_marker"] == "boom" and dump["max_text_length"] == 5000
+
+
+def test_the_registry_imports_no_settings() -> None:
+    code = (
+        "import sys; import ml_prod_api.providers.registry; "
+        "assert 'ml_prod_api.settings' not in sys.modules, 'registry imports settings'"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_registry_lists_valid_names_for_an_unknown_one() -> None:

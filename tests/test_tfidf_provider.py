@@ -44,9 +44,7 @@ def test_metadata_drives_version_and_threshold(provider: TfidfProvider) -> None:
     assert provider.version == metadata["model_version"]
     assert provider.default_threshold == metadata["threshold"]
     assert 0.0 < metadata["threshold"] < 1.0
-    info = provider.info()
-    assert info.name == "tfidf"
-    assert info.version == metadata["model_version"]
+    assert provider.name == "tfidf"
 
 
 def test_clear_cases_fall_on_the_right_side(provider: TfidfProvider) -> None:
@@ -92,7 +90,7 @@ def test_explanation_names_the_lexicon_feature(provider: TfidfProvider) -> None:
 
 def test_lexicon_is_stored_in_the_artifact(provider: TfidfProvider) -> None:
     # A later edit of the package lexicon must not change a shipped model's scores.
-    from ml_prod_api.lexicon import ABUSIVE_WORDS
+    from ml_prod_api.providers.tfidf.lexicon import ABUSIVE_WORDS
 
     assert provider.model.lexicon == frozenset(ABUSIVE_WORDS)
     assert provider.model.coef_lexicon > 0
@@ -189,10 +187,10 @@ def test_not_loaded_yet_is_not_ready() -> None:
 
 
 def test_fast_scorer_equals_scikit_learn_transform(provider: TfidfProvider) -> None:
-    """The served path (tfidf_fast) gives the reference logits to rounding error."""
+    """The served path (the fast scorer) gives the reference logits to rounding error."""
     import numpy as np
 
-    from ml_prod_api.textnorm import normalize
+    from ml_prod_api.providers.tfidf import normalize
 
     model = provider.model
     assert model.fast is not None

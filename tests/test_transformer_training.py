@@ -454,11 +454,11 @@ KNOWN = {
 
 
 def test_shipped_artifact_is_complete_and_consistent() -> None:
-    from data_sources import sha256_of
+    from data_sources import sha256_file
 
     metadata = json.loads((SHIPPED / "metadata.json").read_text())
     assert metadata["model_version"].endswith(metadata["artifact"]["sha256"][:12])
-    assert sha256_of(SHIPPED / "model.onnx") == metadata["artifact"]["sha256"]
+    assert sha256_file(SHIPPED / "model.onnx") == metadata["artifact"]["sha256"]
     config = json.loads((SHIPPED / "config.json").read_text())
     assert config["id2label"] == {"0": "non-toxic", "1": "toxic"}
     assert config["problem_type"] == "single_label_classification"

@@ -20,8 +20,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "src"))
 
-from ml_prod_api.providers.tfidf import TfidfProvider  # noqa: E402
-from ml_prod_api.textnorm import normalize  # noqa: E402
+from ml_prod_api.providers.tfidf import TfidfProvider, normalize  # noqa: E402
 
 SAMPLES = [
     "@user you are such a fucking idiot, nobody wants you here",

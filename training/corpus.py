@@ -29,7 +29,7 @@ from data_sources import (
     read_davidson,
     read_tweeteval,
     require,
-    sha256_of,
+    sha256_file,
 )
 from identity import ANY_PATTERN
 
@@ -214,7 +214,7 @@ def load_corpus(
 
     for name in GZ_SOURCES:
         path = data_dir / name / f"{name}.csv.gz"
-        files[_display(path)] = sha256_of(path)
+        files[_display(path)] = sha256_file(path)
         rows = _read_gz(path)
         for row in rows[: limit or None] if limit else rows:
             split = row["split"]

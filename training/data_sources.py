@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # The service's own hashing, so a training record and the artifact check agree by construction.
-from ml_prod_api.providers.artifact_files import sha256_file as sha256_of
+from ml_prod_api.providers.artifact_files import sha256_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
@@ -77,8 +77,8 @@ def read_tweeteval(folder: Path, split: str, name: str) -> LabeledTexts:
         texts=texts,
         labels=labels,
         files={
-            _display(text_path): sha256_of(text_path),
-            _display(label_path): sha256_of(label_path),
+            _display(text_path): sha256_file(text_path),
+            _display(label_path): sha256_file(label_path),
         },
     )
 
@@ -91,7 +91,7 @@ def read_davidson(path: Path) -> LabeledTexts:
         for row in csv.DictReader(handle):
             texts.append(row["tweet"])
             labels.append(1 if row["class"] in ("0", "1") else 0)
-    return LabeledTexts("davidson", texts, labels, files={_display(path): sha256_of(path)})
+    return LabeledTexts("davidson", texts, labels, files={_display(path): sha256_file(path)})
 
 
 def read_bias_madlibs(path: Path) -> LabeledTexts:
@@ -108,6 +108,6 @@ def read_bias_madlibs(path: Path) -> LabeledTexts:
         "bias_madlibs",
         texts,
         labels,
-        files={_display(path): sha256_of(path)},
+        files={_display(path): sha256_file(path)},
         extra={"template": templates},
     )

@@ -40,7 +40,7 @@ TRAINING_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TRAINING_DIR.parent
 sys.path.insert(0, str(TRAINING_DIR))
 
-from data_sources import DEFAULT_DATA_DIR, DataFileMissing, read_tweeteval, sha256_of  # noqa: E402
+from data_sources import DEFAULT_DATA_DIR, DataFileMissing, read_tweeteval, sha256_file  # noqa: E402
 from evaluate_transformer import (  # noqa: E402
     METADATA_FILE,
     ONNX_FILE,
@@ -424,7 +424,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"(> {args.tolerance}) on the validation split; not shipping"
         )
 
-    int8_sha = sha256_of(int8)
+    int8_sha = sha256_file(int8)
     family = trained["model_version"].split("-")[1] if "-" in trained["model_version"] else "enc"
     metadata: dict[str, Any] = {
         "model_version": f"onnx-{family}-{int8_sha[:12]}",

@@ -30,8 +30,7 @@ sys.path.insert(0, str(TRAINING_DIR))
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from data_sources import DEFAULT_DATA_DIR, read_tweeteval  # noqa: E402
-from ml_prod_api.providers.tfidf import TfidfProvider  # noqa: E402
-from ml_prod_api.textnorm import normalize  # noqa: E402
+from ml_prod_api.providers.tfidf import TfidfProvider, normalize  # noqa: E402
 
 _WORD = re.compile(r"[A-Za-z]{3,}")
 _LEET = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7"}

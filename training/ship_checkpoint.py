@@ -25,7 +25,7 @@ TRAINING_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TRAINING_DIR.parent
 sys.path.insert(0, str(TRAINING_DIR))
 
-from data_sources import DEFAULT_DATA_DIR, read_tweeteval, sha256_of  # noqa: E402
+from data_sources import DEFAULT_DATA_DIR, read_tweeteval, sha256_file  # noqa: E402
 
 WEIGHTS = "model.safetensors"
 METADATA = "metadata.json"
@@ -67,7 +67,7 @@ def ship(checkpoint: Path, output: Path, check_texts: list[str]) -> dict[str, An
             shutil.copyfile(checkpoint / name, output / name)
     weights = output / WEIGHTS
     weights.chmod(0o644)
-    digest = sha256_of(weights)
+    digest = sha256_file(weights)
     metadata = json.loads((checkpoint / METADATA).read_text(encoding="utf-8"))
     reference, stored = proba(checkpoint, check_texts), proba(output, check_texts)
     threshold = float(metadata["threshold"])
@@ -76,7 +76,7 @@ def ship(checkpoint: Path, output: Path, check_texts: list[str]) -> dict[str, An
     metadata["artifact"] = {"file": WEIGHTS, "sha256": digest, "bytes": weights.stat().st_size}
     metadata["weights_storage"] = {
         "dtype": "float16 on disk, loaded as float32 by the provider",
-        "fp32_sha256": sha256_of(checkpoint / WEIGHTS),
+        "fp32_sha256": sha256_file(checkpoint / WEIGHTS),
         "check_rows": len(check_texts),
         "max_abs_proba_diff_vs_fp32": round(float(np.abs(reference - stored).max()), 6),
         "decisions_changed": int(((reference >= threshold) != (stored >= threshold)).sum()),

@@ -7,10 +7,11 @@ model, by `evaluate_sources.py`):
 
 1. Data: `corpus.load_corpus`, the same rows and source weights as the transformer: every
    labelled source's train split, the project's own templates and identity swaps.
-2. Normalise every text with `ml_prod_api.textnorm.normalize` (the function serving uses).
+2. Normalise every text with `ml_prod_api.providers.tfidf.normalize` (the function serving uses).
 3. Word 1-2-gram and character 2-5-gram (within word boundaries) TF-IDF, sublinear tf, plus one
    lexicon feature: `scale * log(1 + n)` for the n words of the text found in
-   `ml_prod_api.lexicon.ABUSIVE_WORDS` (it pools rare abusive words the n-grams see too seldom).
+   `ml_prod_api.providers.tfidf.lexicon.ABUSIVE_WORDS` (it pools rare abusive words the n-grams
+   see too seldom).
 4. Identity-only features (an identity word as a unigram, and character n-grams inside one) are
    held at zero weight, so naming a group cannot by itself move the score.
 5. Naive-Bayes log-count ratio scaling (NB-LR, Wang & Manning 2012), then an L2 logistic
@@ -52,16 +53,16 @@ from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 from corpus import SOURCE_BY_NAME, SOURCES, load_corpus  # noqa: E402
-from data_sources import DEFAULT_DATA_DIR, DataFileMissing, sha256_of  # noqa: E402
+from data_sources import DEFAULT_DATA_DIR, DataFileMissing, sha256_file  # noqa: E402
 from identity import ALL_ADJECTIVES, ALL_GROUPS  # noqa: E402
-from ml_prod_api.lexicon import ABUSIVE_WORDS  # noqa: E402
 from ml_prod_api.providers.tfidf import (  # noqa: E402
     ARTIFACT_FILE,
     METADATA_FILE,
     LinearTextModel,
     lexicon_hits,
+    normalize,
 )
-from ml_prod_api.textnorm import normalize  # noqa: E402
+from ml_prod_api.providers.tfidf.lexicon import ABUSIVE_WORDS  # noqa: E402
 from selection import (  # noqa: E402
     choose_threshold,
     fit_platt,
@@ -368,7 +369,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     args.output.mkdir(parents=True, exist_ok=True)
     model_path = args.output / ARTIFACT_FILE
     joblib.dump(model.to_payload(), model_path, compress=("zlib", 3), protocol=5)
-    model_sha = sha256_of(model_path)
+    model_sha = sha256_file(model_path)
     metadata: dict[str, Any] = {
         "model_version": f"tfidf-nblr-{model_sha[:12]}",
         "provider": "tfidf",
@@ -417,7 +418,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             asdict(fit) | {"val_mean_source_roc_auc": round(score, 5)} for fit, score, _ in results
         ],
         "selection": selection,
-        "normalisation": "ml_prod_api.textnorm.normalize",
+        "normalisation": "ml_prod_api.providers.tfidf.textnorm.normalize",
         "metrics": {},
     }
     write_metadata(args.output, metadata)

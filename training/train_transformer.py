@@ -52,7 +52,7 @@ REPO_ROOT = TRAINING_DIR.parent
 sys.path.insert(0, str(TRAINING_DIR))
 
 from corpus import SOURCE_BY_NAME, SOURCES, Corpus, load_corpus  # noqa: E402
-from data_sources import DEFAULT_DATA_DIR, DataFileMissing, sha256_of  # noqa: E402
+from data_sources import DEFAULT_DATA_DIR, DataFileMissing, sha256_file  # noqa: E402
 from selection import (  # noqa: E402
     choose_threshold,
     fit_platt,
@@ -626,7 +626,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tokenizer.model_max_length = cfg.max_length
     tokenizer.save_pretrained(args.output)
     weights = args.output / "model.safetensors"
-    weights_sha = sha256_of(weights)
+    weights_sha = sha256_file(weights)
     wall = time.perf_counter() - wall_started
     metadata: dict[str, Any] = {
         "model_version": f"transformer-{short_base_name(cfg.base)}-{weights_sha[:12]}",
@@ -710,7 +710,7 @@ def _describe_base(base: str) -> dict[str, Any]:
             }
         weights = folder / "model.safetensors"
         if weights.is_file():
-            described["weights_sha256"] = sha256_of(weights)
+            described["weights_sha256"] = sha256_file(weights)
     return described
 
 

@@ -123,12 +123,10 @@ def server(
 def tfidf_available() -> str | None:
     """None when the tfidf artifact loads here, else the reason (it may be being retrained)."""
     from ml_prod_api.errors import ModelLoadError
-    from ml_prod_api.settings import Settings
+    from ml_prod_api.providers.tfidf import TfidfSettings, load_artifact
 
-    settings = Settings(_env_file=None, model_provider="tfidf")  # type: ignore[call-arg]
+    settings = TfidfSettings(_env_file=None)  # type: ignore[call-arg]
     try:
-        from ml_prod_api.providers.tfidf import load_artifact
-
         load_artifact(settings.resolved_model_path)
     except ModelLoadError as exc:
         return exc.message
@@ -136,9 +134,9 @@ def tfidf_available() -> str | None:
 
 
 def onnx_model_dir() -> Path | None:
-    from ml_prod_api.settings import Settings
+    from ml_prod_api.providers.onnx import OnnxSettings
 
-    path = Settings(_env_file=None, model_provider="onnx").resolved_model_path  # type: ignore[call-arg]
+    path = OnnxSettings(_env_file=None).resolved_model_path  # type: ignore[call-arg]
     return path if (path / "model.onnx").is_file() else None
 
 

@@ -1,8 +1,11 @@
 """The one Settings object, read from the environment (and an optional `.env` file).
 
 Every value is validated when the app is built; an invalid value becomes one `ConfigError` line
-that names the variable, the value and what is allowed. Over 300 lines on purpose: every
-variable the service reads, with its check, is found in this one file.
+that names the variable, the value and what is allowed. Every variable of the service, with its
+check, is in this file; a provider's own variables (its model file, windows, threads) are declared
+by the provider (a `ProviderSettings` model in its module), and `Settings` reads the chosen
+provider's model from the same sources, as `provider_settings`. Over 300 lines on purpose: one
+place for every service variable.
 """
 
 from __future__ import annotations
@@ -12,19 +15,13 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def _default_models_dir() -> Path:
-    # A checkout (or an editable install) has models/ next to src/; an installed package does
-    # not, and then ./models in the working directory is used (the container's WORKDIR).
-    beside_source = PROJECT_ROOT / "models"
-    return beside_source if beside_source.is_dir() else Path.cwd() / "models"
-
+from ml_prod_api.errors import ModelLoadError
+from ml_prod_api.providers.base import ProviderSettings
+from ml_prod_api.providers.registry import provider_names, provider_settings_model
 
 # JSON may escape one character as `\uXXXX` (6 bytes); the derived body limit allows that for a
 # full batch of maximal texts, plus room for the JSON structure.
@@ -62,18 +59,7 @@ class Settings(BaseSettings):
 
     # --- model -------------------------------------------------------------------------------
     model_provider: str = Field(
-        default="tfidf", description="Model provider: stub, tfidf, transformer or onnx."
-    )
-    model_path: Path | None = Field(
-        default=None,
-        description="Model artifact (file or folder); defaults to models/<provider> in the repo.",
-    )
-    models_dir: Path = Field(
-        default_factory=_default_models_dir,
-        description="Where models/<provider> artifacts live when MODEL_PATH is unset.",
-    )
-    model_version: str | None = Field(
-        default=None, description="Override of the model version reported in responses."
+        default="tfidf", description="Model provider: a name in `providers/registry.py`."
     )
     toxic_threshold: float | None = Field(
         default=None,
@@ -85,21 +71,6 @@ class Settings(BaseSettings):
         default=False,
         description="Exit non-zero when the model fails to load, instead of staying up unready.",
     )
-
-    # --- transformer and onnx providers ------------------------------------------------------
-    toxic_label: str | None = Field(
-        default=None, description="The label that means toxic; unset: found by name."
-    )
-    max_seq_length: int | None = Field(
-        default=None, ge=8, le=8192, description="Tokens per window; unset: the model's own."
-    )
-    window_stride: int = Field(
-        default=32, ge=0, le=4096, description="Tokens shared by neighbouring windows."
-    )
-    forward_batch_size: int = Field(default=32, ge=1, le=4096)
-    onnx_intra_op_threads: int = Field(default=0, ge=0, le=256)
-    onnx_inter_op_threads: int = Field(default=1, ge=0, le=256)
-    torch_threads: int = Field(default=0, ge=0, le=256)
 
     # --- validation limits -------------------------------------------------------------------
     max_text_length: int = Field(default=5000, ge=1, le=1_000_000)
@@ -139,15 +110,6 @@ class Settings(BaseSettings):
     # --- lifecycle ---------------------------------------------------------------------------
     drain_grace_seconds: float = Field(default=3.0, ge=0.0, le=300.0)
     shutdown_timeout_seconds: float = Field(default=20.0, ge=0.0, le=600.0)
-
-    # --- stub provider (deterministic, for tests and fault drills) ----------------------------
-    stub_delay_ms: float = Field(default=0.0, ge=0.0, le=600_000.0)
-    stub_fail_marker: str | None = Field(
-        default=None, description="A text containing this marker makes the stub raise."
-    )
-    stub_load_error: str | None = Field(
-        default=None, description="Makes the stub's load() fail with this reason."
-    )
 
     # --- security: API keys, rate limits, proxies, CORS, docs --------------------------------
     api_keys: str | None = Field(
@@ -201,6 +163,20 @@ class Settings(BaseSettings):
         default=None, validation_alias="batch_max_wait_ms", exclude=True
     )
 
+    # The chosen provider's own settings (see `provider_settings`).
+    _provider_settings: ProviderSettings | None = PrivateAttr(default=None)
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        try:
+            model = provider_settings_model(self.model_provider)
+        except ModelLoadError:
+            # The provider cannot be imported: its load fails with that reason, as any load does.
+            return
+        # The same sources: these keyword arguments (source options such as `_env_file`
+        # included), the environment and the `.env` file. A ValidationError names the variable.
+        self._provider_settings = model(**values)
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_log_level(cls, value: Any) -> Any:
@@ -209,8 +185,6 @@ class Settings(BaseSettings):
     @field_validator("model_provider", mode="before")
     @classmethod
     def _known_provider(cls, value: Any) -> Any:
-        from ml_prod_api.providers import provider_names
-
         if isinstance(value, str):
             value = value.strip().lower()
             if value not in provider_names():
@@ -309,14 +283,19 @@ class Settings(BaseSettings):
         ]
 
     @property
-    def resolved_model_path(self) -> Path:
-        if self.model_path is not None:
-            return self.model_path
-        return self.models_dir / self.model_provider
+    def provider_settings(self) -> ProviderSettings:
+        """The chosen provider's own settings, read with these settings' sources."""
+        if self._provider_settings is None:
+            # Built without __init__ (`model_construct`), or the provider could not be imported
+            # (then this raises the ModelLoadError that says so).
+            self._provider_settings = provider_settings_model(self.model_provider)()
+        return self._provider_settings
 
     def redacted(self) -> dict[str, Any]:
-        """The effective settings, safe to log (secrets replaced)."""
+        """The effective settings, the provider's own included, safe to log (secrets replaced)."""
         data = self.model_dump(mode="json")
+        if self._provider_settings is not None:
+            data.update(self._provider_settings.model_dump(mode="json"))
         for key in _SECRET_SETTINGS:
             if data.get(key):
                 data[key] = "***"

@@ -1,6 +1,7 @@
-"""Reading a model artifact's files, for every provider: a JSON object, a file's sha256.
+"""A model artifact, for every provider that loads one: where it is (`MODEL_PATH`, else
+`MODELS_DIR/<provider>`) and reading its files (a JSON object, a file's sha256).
 
-Every failure is a `ModelLoadError` whose message names the file.
+Every failure to read is a `ModelLoadError` whose message names the file.
 """
 
 from __future__ import annotations
@@ -8,9 +9,43 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from pydantic import Field
 
 from ml_prod_api.errors import ModelLoadError
+from ml_prod_api.providers.base import ProviderSettings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+def _default_models_dir() -> Path:
+    # A checkout (or an editable install) has models/ next to src/; an installed package does
+    # not, and then ./models in the working directory is used (the container's WORKDIR).
+    beside_source = PROJECT_ROOT / "models"
+    return beside_source if beside_source.is_dir() else Path.cwd() / "models"
+
+
+class ArtifactSettings(ProviderSettings):
+    """The settings of a provider that loads an artifact: where the artifact is."""
+
+    # The folder under MODELS_DIR used when MODEL_PATH is unset: the provider's name.
+    artifact_folder: ClassVar[str]
+
+    model_path: Path | None = Field(
+        default=None,
+        description="Model artifact (file or folder); defaults to models/<provider> in the repo.",
+    )
+    models_dir: Path = Field(
+        default_factory=_default_models_dir,
+        description="Where models/<provider> artifacts live when MODEL_PATH is unset.",
+    )
+
+    @property
+    def resolved_model_path(self) -> Path:
+        if self.model_path is not None:
+            return self.model_path
+        return self.models_dir / self.artifact_folder
 
 
 def read_json(path: Path, what: str) -> dict[str, Any]:

@@ -1,16 +1,20 @@
 """The provider contract: pure `texts -> scores`, no HTTP, no threads.
 
-A provider is built by a factory from the Settings, then `load()` is called once on the inference
-thread; after that, `predict_batch` is only ever called from that same thread, so providers need
-no locking of their own (fast tokenizers are not thread-safe, huggingface/tokenizers#537).
+Each provider declares its own settings as a `ProviderSettings` model, which the registry
+(`registry.py`) finds by the provider's name and which builds the provider (`build_provider`).
+The provider is then loaded once on the inference thread (`load()`); after that, `predict_batch`
+is only ever called from that same thread, so providers need no locking of their own (fast
+tokenizers are not thread-safe, huggingface/tokenizers#537).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,14 +31,6 @@ class Contribution:
 
     feature: str
     weight: float
-
-
-@dataclass(slots=True)
-class ProviderInfo:
-    name: str
-    version: str
-    default_threshold: float | None = None
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 class Provider(ABC):
@@ -54,7 +50,12 @@ class Provider(ABC):
 
     @property
     def max_batch_size(self) -> int:
-        """The largest batch this provider wants in one call (the queue never exceeds it)."""
+        """The most texts this provider is given in one `predict_batch` call.
+
+        The serving runner (`serving/runner.py`) reads it once after `load()`: the queue never
+        gathers a larger batch for this provider, and a single request with more texts is
+        scored in several calls of at most this many.
+        """
         return 1024
 
     @abstractmethod
@@ -71,7 +72,28 @@ class Provider(ABC):
 
         raise ExplainNotSupported(f"the {self.name} provider does not support explanations")
 
-    def info(self) -> ProviderInfo:
-        return ProviderInfo(
-            name=self.name, version=self.version, default_threshold=self.default_threshold
-        )
+
+class ProviderSettings(BaseSettings, ABC):
+    """A provider's own settings, and how to build the provider from them.
+
+    Read like the service's `Settings`, from the same environment (case-insensitive) and `.env`
+    file by the same variable names: `Settings` reads the chosen provider's model at start with
+    the same keyword arguments, so an invalid value stops start-up with the same one-line error
+    naming the variable. Each provider subclasses it with its own fields.
+    """
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        protected_namespaces=(),
+    )
+
+    model_version: str | None = Field(
+        default=None, description="Override of the model version reported in responses."
+    )
+
+    @abstractmethod
+    def build_provider(self) -> Provider:
+        """A new, unloaded provider configured by these settings."""

@@ -12,16 +12,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from ml_prod_api.errors import ModelLoadError
 from ml_prod_api.providers.artifact_files import read_json
-from ml_prod_api.providers.sequence import WindowedClassifier
-
-if TYPE_CHECKING:
-    from ml_prod_api.settings import Settings
+from ml_prod_api.providers.sequence import SequenceSettings, WindowedClassifier
 
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -143,14 +141,23 @@ def intra_op_threads(setting: int, instances: int) -> int:
     return max(1, len(os.sched_getaffinity(0)) // instances)
 
 
-def from_settings(settings: Settings) -> OnnxProvider:
-    return OnnxProvider(
-        settings.resolved_model_path,
-        toxic_label=settings.toxic_label,
-        max_length=settings.max_seq_length,
-        stride=settings.window_stride,
-        forward_batch_size=settings.forward_batch_size,
-        intra_op_threads=intra_op_threads(settings.onnx_intra_op_threads, settings.model_instances),
-        inter_op_threads=settings.onnx_inter_op_threads,
-        version=settings.model_version,
+class OnnxSettings(SequenceSettings):
+    artifact_folder = OnnxProvider.name
+
+    onnx_intra_op_threads: int = Field(default=0, ge=0, le=256)
+    onnx_inter_op_threads: int = Field(default=1, ge=0, le=256)
+    model_instances: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="MODEL_INSTANCES, the service's setting, read here too: with several "
+        "instances each session takes its share of the cores.",
     )
+
+    def build_provider(self) -> OnnxProvider:
+        return OnnxProvider(
+            self.resolved_model_path,
+            intra_op_threads=intra_op_threads(self.onnx_intra_op_threads, self.model_instances),
+            inter_op_threads=self.onnx_inter_op_threads,
+            **self.classifier_options(),
+        )

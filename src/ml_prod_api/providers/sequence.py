@@ -1,23 +1,29 @@
-"""What the `transformer` and `onnx` providers share: the artifact's metadata, the label mapping,
-long-text windows and the post-processing of logits. No torch and no onnxruntime here.
+"""What the `transformer` and `onnx` providers share: their settings, the artifact's metadata, the
+label mapping, long-text windows and the post-processing of logits. No torch and no onnxruntime
+here.
 
 Long texts: a text longer than the model's window is split into overlapping windows (`stride`
 tokens shared by neighbours) and the text's score is that of its most toxic window, so a toxic
 sentence at the end of a long text is not truncated away.
+
+Over 300 lines on purpose: it is the whole shared half of two providers, each piece small, and
+`WindowedClassifier` at the end reads best with the steps it calls above it.
 """
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
+from pydantic import Field
 
 from ml_prod_api.errors import ModelLoadError
-from ml_prod_api.providers.artifact_files import read_json, sha256_file
-from ml_prod_api.providers.base import Provider, ProviderInfo, Score
+from ml_prod_api.providers.artifact_files import ArtifactSettings, read_json, sha256_file
+from ml_prod_api.providers.base import Provider, Score
 
 CONFIG_FILE = "config.json"
 METADATA_FILE = "metadata.json"
@@ -210,6 +216,40 @@ def resolve_max_length(
     return DEFAULT_MAX_LENGTH
 
 
+class ClassifierOptions(TypedDict):
+    """The `WindowedClassifier` keyword arguments that come from `SequenceSettings`."""
+
+    toxic_label: str | None
+    max_length: int | None
+    stride: int
+    forward_batch_size: int
+    version: str | None
+
+
+class SequenceSettings(ArtifactSettings):
+    """The settings both sequence-classifier providers read."""
+
+    toxic_label: str | None = Field(
+        default=None, description="The label that means toxic; unset: found by name."
+    )
+    max_seq_length: int | None = Field(
+        default=None, ge=8, le=8192, description="Tokens per window; unset: the model's own."
+    )
+    window_stride: int = Field(
+        default=32, ge=0, le=4096, description="Tokens shared by neighbouring windows."
+    )
+    forward_batch_size: int = Field(default=32, ge=1, le=4096)
+
+    def classifier_options(self) -> ClassifierOptions:
+        return ClassifierOptions(
+            toxic_label=self.toxic_label,
+            max_length=self.max_seq_length,
+            stride=self.window_stride,
+            forward_batch_size=self.forward_batch_size,
+            version=self.model_version,
+        )
+
+
 class WindowedClassifier(Provider):
     """A sequence classifier over token windows; subclasses bring a tokenizer and a forward.
 
@@ -253,21 +293,21 @@ class WindowedClassifier(Provider):
         return self._threshold
 
     # --- to implement -------------------------------------------------------------------------
+    @abstractmethod
     def weights_file(self) -> Path:
         """The file that holds the weights (checked before anything heavy is imported)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def load_backend(self) -> None:
         """Load the tokenizer and the model; set cls_id, sep_id and pad_id."""
-        raise NotImplementedError
 
+    @abstractmethod
     def token_ids(self, texts: Sequence[str]) -> list[list[int]]:
         """Each text's content token ids, without special tokens."""
-        raise NotImplementedError
 
+    @abstractmethod
     def forward_chunk(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Logits for one padded chunk of windows."""
-        raise NotImplementedError
 
     # --- shared -------------------------------------------------------------------------------
     def load(self) -> None:
@@ -312,8 +352,3 @@ class WindowedClassifier(Provider):
     def predict_batch(self, texts: Sequence[str]) -> list[Score]:
         windows = self.preprocess(texts)
         return self.postprocess(self.forward(windows), windows, len(texts))
-
-    def info(self) -> ProviderInfo:
-        info = super().info()
-        info.details = {"max_length": self.max_length, "stride": self.stride}
-        return info

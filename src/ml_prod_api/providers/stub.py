@@ -10,13 +10,11 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+
+from pydantic import Field
 
 from ml_prod_api.errors import ModelLoadError
-from ml_prod_api.providers.base import Provider, Score
-
-if TYPE_CHECKING:
-    from ml_prod_api.settings import Settings
+from ml_prod_api.providers.base import Provider, ProviderSettings, Score
 
 TOXIC_WORDS = frozenset(
     {"awful", "idiot", "stupid", "hate", "moron", "dumb", "ugly", "loser", "trash", "pathetic"}
@@ -47,7 +45,6 @@ class StubProvider(Provider):
         self._fail_marker = fail_marker
         self._load_error = load_error
         self._version = version
-        self._loaded = False
 
     @property
     def version(self) -> str:
@@ -56,7 +53,6 @@ class StubProvider(Provider):
     def load(self) -> None:
         if self._load_error:
             raise ModelLoadError(self._load_error)
-        self._loaded = True
 
     def predict_batch(self, texts: Sequence[str]) -> list[Score]:
         if self._delay_s:
@@ -66,10 +62,19 @@ class StubProvider(Provider):
         return [Score(probability_toxic=stub_probability(text)) for text in texts]
 
 
-def from_settings(settings: Settings) -> StubProvider:
-    return StubProvider(
-        delay_ms=settings.stub_delay_ms,
-        fail_marker=settings.stub_fail_marker,
-        load_error=settings.stub_load_error,
-        version=settings.model_version or "stub-1",
+class StubSettings(ProviderSettings):
+    stub_delay_ms: float = Field(default=0.0, ge=0.0, le=600_000.0)
+    stub_fail_marker: str | None = Field(
+        default=None, description="A text containing this marker makes the stub raise."
     )
+    stub_load_error: str | None = Field(
+        default=None, description="Makes the stub's load() fail with this reason."
+    )
+
+    def build_provider(self) -> StubProvider:
+        return StubProvider(
+            delay_ms=self.stub_delay_ms,
+            fail_marker=self.stub_fail_marker,
+            load_error=self.stub_load_error,
+            version=self.model_version or "stub-1",
+        )

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+from pydantic import Field
 
 from ml_prod_api.errors import ModelLoadError
-from ml_prod_api.providers.sequence import WindowedClassifier
-
-if TYPE_CHECKING:
-    from ml_prod_api.settings import Settings
+from ml_prod_api.providers.sequence import SequenceSettings, WindowedClassifier
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
@@ -96,13 +94,12 @@ class TransformerProvider(WindowedClassifier):
         return logits
 
 
-def from_settings(settings: Settings) -> TransformerProvider:
-    return TransformerProvider(
-        settings.resolved_model_path,
-        toxic_label=settings.toxic_label,
-        max_length=settings.max_seq_length,
-        stride=settings.window_stride,
-        forward_batch_size=settings.forward_batch_size,
-        threads=settings.torch_threads,
-        version=settings.model_version,
-    )
+class TransformerSettings(SequenceSettings):
+    artifact_folder = TransformerProvider.name
+
+    torch_threads: int = Field(default=0, ge=0, le=256)
+
+    def build_provider(self) -> TransformerProvider:
+        return TransformerProvider(
+            self.resolved_model_path, threads=self.torch_threads, **self.classifier_options()
+        )

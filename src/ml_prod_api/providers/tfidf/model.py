@@ -1,4 +1,5 @@
-"""The `tfidf` provider: word and character TF-IDF with a calibrated NB-LR linear model (issue 3).
+"""The `tfidf` model: word and character TF-IDF with a calibrated NB-LR linear model, and its
+artifact format.
 
 The artifact is a directory holding `model.joblib` and `metadata.json` (written by
 `training/train_tfidf.py`). The model is linear end to end: naive-Bayes scaling, logistic
@@ -8,10 +9,9 @@ regression and sigmoid calibration are folded into one weight vector at training
                                 + w_lexicon * scale * log(1 + abusive_words(x)) + b)
 
 where `abusive_words(x)` counts the words of `x` found in the lexicon stored in the artifact (a copy
-of `ml_prod_api.lexicon.ABUSIVE_WORDS` at training time, so a later edit of that list cannot change
-a shipped model). An explanation (each feature's share of that logit) is exact. Training
-evaluates through the same `LinearTextModel.predict_proba` that serving uses, so the two cannot
-disagree.
+of `lexicon.ABUSIVE_WORDS` at training time, so a later edit of that list cannot change a shipped
+model). An explanation (each feature's share of that logit) is exact. Training evaluates through
+the same `LinearTextModel.predict_proba` that serving uses, so the two cannot disagree.
 
 Loading is defensive because an unpickled model from another scikit-learn version can silently
 change its answers (it only emits `InconsistentVersionWarning`): the version recorded in the
@@ -22,7 +22,6 @@ anything is unpickled. Pickle runs code, so only load artifacts you built or tru
 from __future__ import annotations
 
 import functools
-import math
 import re
 import warnings
 from collections.abc import Sequence
@@ -35,33 +34,17 @@ import sklearn
 from sklearn.exceptions import InconsistentVersionWarning
 
 from ml_prod_api.errors import ModelLoadError
-from ml_prod_api.providers import tfidf_fast
 from ml_prod_api.providers.artifact_files import read_json, sha256_file
-from ml_prod_api.providers.base import Contribution, Provider, ProviderInfo, Score
-from ml_prod_api.providers.tfidf_fast import FastLinearScorer
-from ml_prod_api.textnorm import normalize
+from ml_prod_api.providers.tfidf.fast import FastLinearScorer, supports
+from ml_prod_api.providers.tfidf.textnorm import normalize
 
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    from ml_prod_api.settings import Settings
-
-__all__ = [
-    "ARTIFACT_FILE",
-    "ARTIFACT_FORMAT",
-    "METADATA_FILE",
-    "LinearTextModel",
-    "TfidfProvider",
-    "from_settings",
-    "load_artifact",
-]
-
 ARTIFACT_FILE = "model.joblib"
 METADATA_FILE = "metadata.json"
 ARTIFACT_FORMAT = 2
-CHAR_PREFIX = "char:"
-LEXICON_FEATURE = "lexicon:abusive_words"
 # Words as the lexicon feature counts them: runs of letters of the normalised text.
 _LEXICON_TOKEN = re.compile(r"[^\W\d_]+")
 
@@ -145,9 +128,11 @@ class LinearTextModel:
 
     @functools.cached_property
     def fast(self) -> FastLinearScorer | None:
-        # The same numbers several times faster (see tfidf_fast); None if the vectorizers use
+        # The same numbers several times faster (see fast.py); None if the vectorizers use
         # settings it does not implement.
-        return FastLinearScorer(self) if tfidf_fast.supports(self) else None
+        if not supports(self.word, self.char):
+            return None
+        return FastLinearScorer(self.word, self.char, self.coef_word, self.coef_char)
 
     def fast_logits(self, normalized: Sequence[str]) -> np.ndarray:
         if self.fast is None:
@@ -209,112 +194,3 @@ def load_artifact(path: Path) -> tuple[LinearTextModel, dict[str, Any]]:
             f"model file {model_path} could not be loaded: {type(exc).__name__}: {exc}"
         ) from None
     return model, metadata
-
-
-class TfidfProvider(Provider):
-    name = "tfidf"
-
-    def __init__(self, model_path: Path, version_override: str | None = None) -> None:
-        self._model_path = model_path
-        self._version_override = version_override
-        self._model: LinearTextModel | None = None
-        self._metadata: dict[str, Any] = {}
-        self._feature_names: np.ndarray | None = None
-
-    @property
-    def version(self) -> str:
-        if self._version_override:
-            return self._version_override
-        return str(self._metadata.get("model_version", "unloaded"))
-
-    @property
-    def default_threshold(self) -> float | None:
-        threshold = self._metadata.get("threshold")
-        return float(threshold) if threshold is not None else None
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        return self._metadata
-
-    @property
-    def model(self) -> LinearTextModel:
-        if self._model is None:
-            from ml_prod_api.errors import ModelNotReady
-
-            raise ModelNotReady("the tfidf model is not loaded")
-        return self._model
-
-    def load(self) -> None:
-        self._model, self._metadata = load_artifact(self._model_path)
-
-    def predict_batch(self, texts: Sequence[str]) -> list[Score]:
-        if not texts:
-            return []
-        proba = self.model.predict_proba(texts)
-        return [Score(probability_toxic=float(p)) for p in proba]
-
-    def explain(self, text: str, top_k: int = 10) -> list[Contribution]:
-        """The n-grams with the largest share of the toxic logit, largest magnitude first.
-
-        Contributions are exact: they add up, with the intercept, to the logit whose sigmoid is
-        `probability_toxic`. Character n-grams are prefixed `char:`; the lexicon feature (how many
-        known abusive words the text holds) is `lexicon:abusive_words`.
-        """
-        model = self.model
-        normalized = normalize(text)
-        x_word, x_char = model.features([normalized])
-        names = self._names()
-        n_word = len(model.coef_word)
-        n_features = n_word + len(model.coef_char)
-        hits = lexicon_hits(normalized, model.lexicon)
-        lexicon_index = [n_features] if hits else []
-        lexicon_value = (
-            [model.coef_lexicon * model.lexicon_scale * math.log1p(hits)] if hits else []
-        )
-        indices = np.concatenate(
-            [x_word.indices, x_char.indices + n_word, np.asarray(lexicon_index, dtype=np.int64)]
-        )
-        values = np.concatenate(
-            [
-                x_word.data * model.coef_word[x_word.indices],
-                x_char.data * model.coef_char[x_char.indices],
-                np.asarray(lexicon_value, dtype=np.float64),
-            ]
-        )
-        order = np.argsort(-np.abs(values), kind="stable")[: max(top_k, 0)]
-        return [
-            Contribution(feature=str(names[indices[i]]), weight=float(values[i])) for i in order
-        ]
-
-    def _names(self) -> np.ndarray:
-        # Built on the first explanation only: it costs memory and ~0.1 s that serving may not need.
-        if self._feature_names is None:
-            model = self.model
-            char_names = [CHAR_PREFIX + name for name in model.char.get_feature_names_out()]
-            self._feature_names = np.concatenate(
-                [
-                    model.word.get_feature_names_out(),
-                    np.asarray(char_names, dtype=object),
-                    np.asarray([LEXICON_FEATURE], dtype=object),
-                ]
-            )
-        return self._feature_names
-
-    def info(self) -> ProviderInfo:
-        metrics = self._metadata.get("metrics", {}).get("test", {})
-        return ProviderInfo(
-            name=self.name,
-            version=self.version,
-            default_threshold=self.default_threshold,
-            details={
-                "artifact": str(self._model_path),
-                "sklearn_version": self._metadata.get("sklearn_version"),
-                "features": self._metadata.get("features", {}).get("n_features"),
-                "test_roc_auc": metrics.get("roc_auc"),
-                "test_macro_f1": metrics.get("macro_f1"),
-            },
-        )
-
-
-def from_settings(settings: Settings) -> TfidfProvider:
-    return TfidfProvider(settings.resolved_model_path, version_override=settings.model_version)

@@ -1,4 +1,4 @@
-"""Text normalisation shared by training and serving (issue 3).
+"""Text normalisation shared by training and serving.
 
 `normalize` is the one function that turns raw text into what the TF-IDF model sees. Training
 calls it before fitting and the `tfidf` provider calls it before scoring, so the two cannot drift
@@ -25,9 +25,9 @@ import html
 import re
 import unicodedata
 
-from ml_prod_api.lexicon import ABUSIVE_WORDS, VOCABULARY
+from ml_prod_api.providers.tfidf.lexicon import ABUSIVE_WORDS, VOCABULARY
 
-__all__ = ["ABUSIVE_WORDS", "normalize"]
+__all__ = ["normalize"]
 
 # Characters with no visible width that are used to split a word so a filter misses it.
 _INVISIBLE = "\u00ad\u034f\u180e\u200b\u200c\u200d\u200e\u200f\u2060\u2061\u2062\u2063\u2064\ufeff"
@@ -196,7 +196,7 @@ def _unmask(word: str) -> str:
 
 def _match_masked(pattern: str, min_len: int) -> str | None:
     # Each `*` stands for one letter; the first vocabulary word of that shape wins (abusive words
-    # first, see `ml_prod_api.lexicon`). Masked tokens are rare, so this is off the hot path.
+    # first, see `lexicon.py`). Masked tokens are rare, so this is off the hot path.
     if len(pattern) < min_len:
         return None
     first, last = pattern[0], pattern[-1]

@@ -1,6 +1,6 @@
 """Exact, faster scoring for the tfidf provider's linear model.
 
-Profiling the served path (cProfile, issue 8) showed two thirds of the time in scikit-learn's
+Profiling the served path (cProfile) showed two thirds of the time in scikit-learn's
 `TfidfVectorizer.transform`: a Python loop that slices every character n-gram of every text,
 looks each up, and then validates and normalises a sparse matrix built for general use. This
 module computes the same logit from the same fitted vectorizers:
@@ -12,7 +12,8 @@ module computes the same logit from the same fitted vectorizers:
 
 The result equals `LinearTextModel.logits` to floating-point rounding (checked in the tests); it
 is used only when the vectorizers' settings are the ones implemented here, else the provider
-keeps scikit-learn's path.
+keeps scikit-learn's path. It reads the fitted vectorizers and weights it is given and nothing
+else of the model, so this module does not import `model.py`.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from ml_prod_api.providers.tfidf import LinearTextModel
+    from sklearn.feature_extraction.text import TfidfVectorizer
 
 # Distinct words remembered for their character n-gram ids (about 100 bytes each).
 WORD_CACHE_SIZE = 1 << 17
@@ -43,9 +44,9 @@ _EXPECTED = {
 }
 
 
-def supports(model: LinearTextModel) -> bool:
+def supports(word_vectorizer: TfidfVectorizer, char_vectorizer: TfidfVectorizer) -> bool:
     """True when both vectorizers use exactly the settings this module implements."""
-    word, char = model.word.get_params(), model.char.get_params()
+    word, char = word_vectorizer.get_params(), char_vectorizer.get_params()
     return (
         all(word.get(k) == v and char.get(k) == v for k, v in _EXPECTED.items())
         and word.get("analyzer") == "word"
@@ -75,17 +76,26 @@ def _linear_part(
 
 
 class FastLinearScorer:
-    def __init__(self, model: LinearTextModel, cache_size: int = WORD_CACHE_SIZE) -> None:
-        self.word_vocab: dict[str, int] = model.word.vocabulary_
-        self.char_vocab: dict[str, int] = model.char.vocabulary_
-        self.word_idf = np.asarray(model.word.idf_, dtype=np.float64)
-        self.char_idf = np.asarray(model.char.idf_, dtype=np.float64)
-        self.coef_word = model.coef_word
-        self.coef_char = model.coef_char
-        self.bigrams = model.word.get_params()["ngram_range"] == (1, 2)
-        self.token_pattern = re.compile(model.word.token_pattern)
+    """The word and character parts of the logit, from the fitted vectorizers and weights."""
+
+    def __init__(
+        self,
+        word: TfidfVectorizer,
+        char: TfidfVectorizer,
+        coef_word: np.ndarray,
+        coef_char: np.ndarray,
+        cache_size: int = WORD_CACHE_SIZE,
+    ) -> None:
+        self.word_vocab: dict[str, int] = word.vocabulary_
+        self.char_vocab: dict[str, int] = char.vocabulary_
+        self.word_idf = np.asarray(word.idf_, dtype=np.float64)
+        self.char_idf = np.asarray(char.idf_, dtype=np.float64)
+        self.coef_word = coef_word
+        self.coef_char = coef_char
+        self.bigrams = word.get_params()["ngram_range"] == (1, 2)
+        self.token_pattern = re.compile(word.token_pattern)
         # scikit-learn's own n-gram function, so the grams are the very same strings.
-        self._char_wb_ngrams: Callable[[str], list[str]] = model.char._char_wb_ngrams
+        self._char_wb_ngrams: Callable[[str], list[str]] = char._char_wb_ngrams
         self.word_char_ids: Callable[[str], tuple[int, ...]] = functools.lru_cache(
             maxsize=cache_size
         )(self._char_ids)
@@ -122,6 +132,3 @@ class FastLinearScorer:
         char_part = _linear_part(char_ids, char_lengths, n, self.char_idf, self.coef_char)
         out: np.ndarray = word_part + char_part
         return out
-
-    def cache_info(self) -> Any:
-        return self.word_char_ids.cache_info()  # type: ignore[attr-defined]

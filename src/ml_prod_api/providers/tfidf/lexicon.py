@@ -1,4 +1,4 @@
-"""Word lists for text normalisation and the model's lexicon feature (issue 3).
+"""Word lists for text normalisation and the model's lexicon feature.
 
 Written for this project (not copied from a dataset or another lexicon). Two lists:
 
