@@ -8,8 +8,9 @@ so the two models see the same rows, the same weights and the same validation sp
 - Splits: each source's own `train` / `val` / `test`. Davidson has none, so it gets the DATA.md
   rule for unsplit sets: a deterministic 90/5/5 split by the SHA-1 of its normalised text. Test
   splits are never read here: `evaluate_sources.py` reads them once per shipped model.
-- Weight: the expected share of a source's training rows seen per epoch. The transformer samples
-  that fraction afresh each epoch; the TF-IDF model uses it as a per-row loss weight.
+- Weight: the expected number of times a source's training row is seen per epoch. The
+  transformer samples that share afresh each epoch (a weight of 2 takes every row twice); the
+  TF-IDF model uses it as a per-row loss weight.
 """
 
 from __future__ import annotations
@@ -44,7 +45,12 @@ class Source:
 # The weights were chosen on the validation splits (mean per-source ROC-AUC and the bias
 # checks of MODEL_CARD.md); the reasons are the mapping notes.
 SOURCES: tuple[Source, ...] = (
-    Source("tweeteval_offensive", 1.0, "1 offensive -> toxic; 0 -> non-toxic"),
+    Source(
+        "tweeteval_offensive",
+        2.0,
+        "1 offensive -> toxic; 0 -> non-toxic; the in-domain set, weighed twice so the other "
+        "platforms do not cost tweet validation ROC-AUC",
+    ),
     Source(
         "davidson",
         0.25,
@@ -124,6 +130,19 @@ def hatexplain_style(text: str) -> str:
     return " ".join(_NOT_WORD.sub(" ", text.lower()).split())
 
 
+_FINAL_PUNCTUATION = ".!?"
+
+
+def toggle_final_punctuation(text: str, share: float) -> str:
+    """For `share` of texts (chosen by hash): drop a final `.`/`!`/`?`, or add a full stop."""
+    stripped = text.rstrip()
+    if not stripped or _hash_unit(text + "punctuation") >= share:
+        return text
+    if stripped[-1] in _FINAL_PUNCTUATION:
+        return stripped.rstrip(_FINAL_PUNCTUATION).rstrip()
+    return stripped + "."
+
+
 def _hash_unit(text: str) -> float:
     digest = hashlib.sha1(" ".join(text.lower().split()).encode("utf-8")).hexdigest()
     return int(digest[:8], 16) / 0xFFFFFFFF
@@ -185,14 +204,18 @@ def load_corpus(
     seed: int = 20190101,
     include_test: bool = False,
     style_share: float = 0.25,
+    punctuation_share: float = 0.4,
     limit: int = 0,
     augment: bool = True,
 ) -> Corpus:
     """Every source's splits, the templates and the identity swaps of the training rows.
 
-    `style_share` of the training rows from sources with punctuation are also given in
-    HateXplain's form (lower-case, no punctuation), so the missing punctuation of a 60%-toxic
-    source cannot become a cue for the label.
+    `style_share` of the training rows from sources with punctuation are given in HateXplain's
+    form (lower-case, no punctuation), and `punctuation_share` of all training rows have their
+    final full stop added or removed, so punctuation cannot become a cue for the label: mostly
+    toxic sources (HateXplain, Davidson) rarely end a post with a full stop and mostly benign
+    ones (Stormfront's `0` sentences, EDOS) usually do, and a model trained without this learned
+    that "You're a fucking idiot." with a full stop is benign.
     """
     train, val, test = Split(), Split(), Split()
     files: dict[str, str] = {}
@@ -230,10 +253,12 @@ def load_corpus(
         if source != "hatexplain" and _hash_unit(text + "style") < style_share:
             train.texts[i] = hatexplain_style(text)
     for i in range(n_original):
+        train.texts[i] = toggle_final_punctuation(train.texts[i], punctuation_share)
+    for i in range(n_original):
         if ANY_PATTERN.search(train.texts[i]):
             swapped = swap_identities(train.texts[i], rng)
             if swapped is not None:
                 train.add(swapped, train.labels[i], "counterfactual")
     for row in template_rows(seed):
-        train.add(row.text, row.label, "templates")
+        train.add(toggle_final_punctuation(row.text, punctuation_share), row.label, "templates")
     return Corpus(train=train, val=val, test=test, files=files)

@@ -133,7 +133,9 @@ def plot_reliability(proba: np.ndarray, y: np.ndarray, title: str, path: Path) -
     return _save(fig, path)
 
 
-def evaluate(provider_name: str, model: Path, data_dir: Path, plots_dir: Path) -> dict[str, Any]:
+def evaluate(
+    provider_name: str, model: Path, data_dir: Path, plots_dir: Path, madlibs: bool = True
+) -> dict[str, Any]:
     provider, threshold = make_scorer(provider_name, model)
     corpus = load_corpus(data_dir, include_test=True)
     test = corpus.test
@@ -146,10 +148,11 @@ def evaluate(provider_name: str, model: Path, data_dir: Path, plots_dir: Path) -
         if mask.any() and len(set(y_test[mask])) == 2:
             per_source[source] = split_metrics(test_proba[mask], y_test[mask], threshold)
 
-    madlibs = read_bias_madlibs(data_dir / "bias_madlibs" / "bias_madlibs_77k.csv")
-    madlibs_proba = score(provider, madlibs.texts, batch=256)
-    madlibs_y = np.asarray(madlibs.labels)
-    bias = bias_report(madlibs_proba, madlibs_y, madlibs.texts, threshold)
+    bias: dict[str, Any] | None = None
+    if madlibs:
+        sentences = read_bias_madlibs(data_dir / "bias_madlibs" / "bias_madlibs_77k.csv")
+        proba = score(provider, sentences.texts, batch=256)
+        bias = bias_report(proba, np.asarray(sentences.labels), sentences.texts, threshold)
 
     suite = read_suite()
     suite_proba = score(provider, [c.text for c in suite])
@@ -186,17 +189,19 @@ def markdown(provider_name: str, m: dict[str, Any]) -> str:
         )
     lines.append(f"| **mean** | | | **{m['test_mean_roc_auc']:.3f}** | | |")
     b = m["bias_madlibs"]
-    worst = sorted(b["per_term"].items(), key=lambda kv: -kv[1]["fpr"])
-    lines += [
-        "",
-        f"bias_madlibs: ROC-AUC {b['overall_auc']:.3f}, false-positive rate on `NOT_BAD` "
-        f"{b['overall_fpr']:.3f}; largest per-term FPR {worst[0][1]['fpr']:.3f} ({worst[0][0]}).",
-        "",
-        "| identity term | FPR on NOT_BAD | AUC |",
-        "|---|---:|---:|",
-    ]
-    for term, t in worst[:12]:
-        lines.append(f"| {term} | {t['fpr']:.3f} | {t['auc']:.3f} |")
+    if b is not None:
+        worst = sorted(b["per_term"].items(), key=lambda kv: -kv[1]["fpr"])
+        lines += [
+            "",
+            f"bias_madlibs: ROC-AUC {b['overall_auc']:.3f}, false-positive rate on `NOT_BAD` "
+            f"{b['overall_fpr']:.3f}; largest per-term FPR {worst[0][1]['fpr']:.3f} "
+            f"({worst[0][0]}).",
+            "",
+            "| identity term | FPR on NOT_BAD | AUC |",
+            "|---|---:|---:|",
+        ]
+        for term, t in worst[:12]:
+            lines.append(f"| {term} | {t['fpr']:.3f} | {t['auc']:.3f} |")
     ib = m["identity_bias_own_test"]
     lines += [
         "",
@@ -226,11 +231,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--plots-dir", type=Path, default=REPO_ROOT / "docs" / "model")
     parser.add_argument("--write-metadata", action="store_true")
+    parser.add_argument(
+        "--no-bias-madlibs", action="store_true", help="skip bias_madlibs (77k sentences)"
+    )
     parser.add_argument("--markdown", type=Path, help="write the MODEL_CARD.md tables here")
     args = parser.parse_args(argv)
     model = args.model or REPO_ROOT / "models" / args.provider
     try:
-        metrics = evaluate(args.provider, model, args.data_dir, args.plots_dir)
+        metrics = evaluate(
+            args.provider, model, args.data_dir, args.plots_dir, not args.no_bias_madlibs
+        )
     except DataFileMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ model, by `evaluate_sources.py`):
 4. Identity-only features (an identity word as a unigram, and character n-grams inside one) are
    held at zero weight, so naming a group cannot by itself move the score.
 5. Naive-Bayes log-count ratio scaling (NB-LR, Wang & Manning 2012), then an L2 logistic
-   regression with per-row weights from the source weights (`TFIDF_WEIGHTS` on top), and one
+   regression with per-row weights from the source weights, and one
    indicator column per source during training only: it absorbs each source's base rate, so a
    word is not weighed as toxic for being common in a mostly-toxic source.
 6. Selection: C by the mean of the per-source validation ROC-AUCs.
@@ -73,13 +73,6 @@ from selection import (  # noqa: E402
 log = logging.getLogger("train_tfidf")
 
 
-# The linear model's own departures from the shared source weights (`corpus.SOURCES`), chosen on
-# the validation splits: with the in-domain tweets at weight 1 it lost 0.01 of tweet validation
-# ROC-AUC to the other platforms; at 2 (with source indicators) it keeps it for 0.0025 of the
-# mean per-source validation ROC-AUC.
-TFIDF_WEIGHTS: dict[str, float] = {"tweeteval_offensive": 2.0}
-
-
 @dataclass(frozen=True)
 class FeatureConfig:
     word_ngram_max: int = 2
@@ -113,7 +106,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="SOURCE=W",
-        help="override a source's weight (corpus.SOURCES, TFIDF_WEIGHTS), e.g. davidson=0.5",
+        help="override a source's weight (corpus.SOURCES), e.g. davidson=0.5",
     )
     parser.add_argument(
         "--no-source-indicators",
@@ -303,7 +296,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     val_texts = _normalise_all(corpus.val.texts, "val")
     y = np.asarray(corpus.train.labels, dtype=np.int64)
     y_val = np.asarray(corpus.val.labels, dtype=np.int64)
-    overrides = TFIDF_WEIGHTS | {k: float(v) for k, _, v in (w.partition("=") for w in args.weight)}
+    overrides = {k: float(v) for k, _, v in (w.partition("=") for w in args.weight)}
     source_weight = np.asarray(
         [overrides.get(s, SOURCE_BY_NAME[s].weight) for s in corpus.train.sources]
     )
