@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.conftest import running_client
-from tests.servers import run_server
+from tests.support.servers import run_server
 
 JSON = {"Content-Type": "application/json"}
 

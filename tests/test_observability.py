@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.servers import run_server
+from tests.support.servers import run_server
 
 EXPECTED = {
     # name: (type, label names)

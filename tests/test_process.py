@@ -13,7 +13,7 @@ import time
 import httpx2
 import pytest
 
-from tests.servers import ROOT, run_server
+from tests.support.servers import ROOT, run_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

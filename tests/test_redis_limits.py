@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import running_client
-from tests.servers import free_port, redis_server
+from tests.support.servers import free_port, redis_server
 
 REDIS = shutil.which("redis-server")
 pytestmark = [

@@ -21,9 +21,9 @@ import pytest
 
 from ml_prod_api.errors import InferenceError
 from ml_prod_api.serving import InferenceService, ReadyState
-from tests.bad_artifacts import BAD_ARTIFACTS, build_bad_artifact
-from tests.servers import ROOT, LoggedServer, run_logged_server
+from tests.support.bad_artifacts import BAD_ARTIFACTS, build_bad_artifact
 from tests.support.fakes import FakeProvider
+from tests.support.servers import ROOT, LoggedServer, run_logged_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

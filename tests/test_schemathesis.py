@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 
 from ml_prod_api.api import create_app
 from tests.conftest import make_settings
-from tests.servers import ServerProcess, run_server
+from tests.support.servers import ServerProcess, run_server
 
 MAX_EXAMPLES = int(os.environ.get("SCHEMATHESIS_MAX_EXAMPLES", "50"))
 LIMITS = {"max_texts_per_request": 8, "max_text_length": 500}

@@ -1,6 +1,6 @@
 """Scenario 5, bad artifacts: the process stays up and says why, or exits with fail-fast.
 
-Artifacts (built by `tests/bad_artifacts.py`): a tfidf folder without its model file, a
+Artifacts (built by `tests/support/bad_artifacts.py`): a tfidf folder without its model file, a
 truncated pickle, metadata from another scikit-learn version, the real tfidf model cut in half
 (sha256 mismatch) and cut in half with a matching sha256 (unpickling fails), an onnx folder with a
 tokenizer but no model, and a `model.onnx` that is not ONNX.
@@ -22,8 +22,8 @@ from typing import Any
 
 import httpx2
 from scripts.reliability import harness
-from tests.bad_artifacts import BAD_ARTIFACTS, build_bad_artifact, build_from_real
-from tests.servers import run_logged_server
+from tests.support.bad_artifacts import BAD_ARTIFACTS, build_bad_artifact, build_from_real
+from tests.support.servers import run_logged_server
 
 
 def probe(run: harness.RunDir, kind: str, provider: str, path: Path, reason: str) -> dict[str, Any]:

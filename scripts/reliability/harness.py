@@ -1,7 +1,7 @@
 """What every reliability drill shares: servers, request mixes, figures and expectations.
 
 Servers are real `ml-prod-api serve` processes on 127.0.0.1, started by the same helper the test
-suite uses (`tests/servers.py`), with their JSON log in a file of the run's folder.
+suite uses (`tests/support/servers.py`), with their JSON log in a file of the run's folder.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 import psutil
 from scripts.reliability.loadgen import Request, Result, percentile
-from tests.servers import ROOT, LoggedServer, start_logged_server, stop_server
+from tests.support.servers import ROOT, LoggedServer, start_logged_server, stop_server
 
 RESULTS_DIR = ROOT / "reliability-results"
 

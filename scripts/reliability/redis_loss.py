@@ -30,7 +30,7 @@ from typing import Any
 
 from scripts.reliability import harness
 from scripts.reliability.loadgen import Client, Request, open_loop
-from tests.servers import RedisServer
+from tests.support.servers import RedisServer
 
 KEYS = {"steady": "steady-key-0123456789abcdef", "capped": "capped-key-0123456789abcdef"}
 TIMEOUT_MS = 250  # the default RATE_LIMIT_TIMEOUT_MS; --timeout-ms changes it

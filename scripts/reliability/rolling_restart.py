@@ -22,7 +22,7 @@ from typing import Any
 from scripts.reliability import harness
 from scripts.reliability.loadgen import Client, open_loop
 from scripts.reliability.proxy import RoundRobinProxy
-from tests.servers import LoggedServer, free_port, start_logged_server, stop_server
+from tests.support.servers import LoggedServer, free_port, start_logged_server, stop_server
 
 
 async def drill(

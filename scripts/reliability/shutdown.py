@@ -43,7 +43,7 @@ from scripts.reliability.loadgen import (
     Stats,
     closed_loop,
 )
-from tests.servers import LoggedServer
+from tests.support.servers import LoggedServer
 
 GRACE_S = 2.0
 SHUTDOWN_TIMEOUT_S = 10.0
