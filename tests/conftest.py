@@ -65,3 +65,10 @@ def client_factory() -> Iterator[ClientFactory]:
     yield factory
     for cm in reversed(stack):
         cm.__exit__(None, None, None)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """`@pytest.mark.anyio` tests run on asyncio only: the serving layer is written against
+    asyncio (its queue, futures and `run_in_executor`), not anyio's backend-neutral API."""
+    return "asyncio"
