@@ -17,10 +17,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode
 
 from ml_prod_api.errors import ModelLoadError
-from ml_prod_api.providers.base import ProviderSettings
+from ml_prod_api.providers.base import SETTINGS_SOURCES, ProviderSettings
 from ml_prod_api.providers.registry import provider_names, provider_settings_model
 
 # JSON may escape one character as `\uXXXX` (6 bytes); the derived body limit allows that for a
@@ -49,13 +49,7 @@ class ConfigError(Exception):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        case_sensitive=False,
-        protected_namespaces=(),
-    )
+    model_config = SETTINGS_SOURCES
 
     # --- model -------------------------------------------------------------------------------
     model_provider: str = Field(

@@ -73,6 +73,17 @@ class Provider(ABC):
         raise ExplainNotSupported(f"the {self.name} provider does not support explanations")
 
 
+# Where `Settings` and every `ProviderSettings` read their values: one definition, so a provider's
+# variables always come from the same environment and `.env` file as the service's own.
+SETTINGS_SOURCES = SettingsConfigDict(
+    env_file=".env",
+    env_file_encoding="utf-8",
+    extra="ignore",
+    case_sensitive=False,
+    protected_namespaces=(),
+)
+
+
 class ProviderSettings(BaseSettings, ABC):
     """A provider's own settings, and how to build the provider from them.
 
@@ -82,13 +93,7 @@ class ProviderSettings(BaseSettings, ABC):
     naming the variable. Each provider subclasses it with its own fields.
     """
 
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        case_sensitive=False,
-        protected_namespaces=(),
-    )
+    model_config = SETTINGS_SOURCES
 
     model_version: str | None = Field(
         default=None, description="Override of the model version reported in responses."
