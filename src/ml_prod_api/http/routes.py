@@ -176,6 +176,26 @@ def _record(
     metrics.observe_predictions(preds[0]["provider"], labels, [len(t) for t in texts])
 
 
+async def _score(
+    request: Request, state: AppState, texts: list[str], *, explain: bool = False
+) -> tuple[list[dict[str, Any]], InferenceResult, dict[str, str]]:
+    """What both prediction routes do once their body is valid: spend the caller's rate limit
+    (one unit a text), score the texts, shape and record the predictions. Returns them with the
+    inference result and the rate-limit headers."""
+    service = state.service
+    headers = await _rate_limit(request, state, len(texts))
+    result = await service.predict(
+        texts,
+        explain_top_k=EXPLAIN_TOP_K if explain else None,
+        caller_gone=_disconnected(request),
+        arrived_at=request.scope.get(ARRIVED_SCOPE_KEY),
+    )
+    threshold = _threshold(state.settings, service)
+    preds = _predictions(result.scores, threshold, service, result.explanation)
+    _record(request, state.metrics, preds, texts)
+    return preds, result, headers
+
+
 def _json_body(model: type[BaseModel]) -> dict[str, Any]:
     """The OpenAPI request body of a route that parses its own body (`parse_body`)."""
     schema = {"$ref": f"#/components/schemas/{model.__name__}"}
@@ -192,18 +212,9 @@ def _json_body(model: type[BaseModel]) -> dict[str, Any]:
 )
 async def predict(request: Request) -> Response:
     state = app_state(request.app)
-    settings, service = state.settings, state.service
     body = parse_body(await request.body(), request.headers.get("content-type"), PredictRequest)
-    check_text(body.text, "text", settings.max_text_length)
-    headers = await _rate_limit(request, state, 1)
-    result = await service.predict(
-        [body.text],
-        explain_top_k=EXPLAIN_TOP_K if body.explain else None,
-        caller_gone=_disconnected(request),
-        arrived_at=request.scope.get(ARRIVED_SCOPE_KEY),
-    )
-    preds = _predictions(result.scores, _threshold(settings, service), service, result.explanation)
-    _record(request, state.metrics, preds, [body.text])
+    check_text(body.text, "text", state.settings.max_text_length)
+    preds, result, headers = await _score(request, state, [body.text], explain=body.explain)
     return _respond({"prediction": preds[0]}, result, headers)
 
 
@@ -217,19 +228,12 @@ async def predict(request: Request) -> Response:
 )
 async def predict_batch(request: Request) -> Response:
     state = app_state(request.app)
-    settings, service = state.settings, state.service
+    settings = state.settings
     body = parse_body(
         await request.body(), request.headers.get("content-type"), BatchPredictRequest
     )
     check_batch(body.texts, settings.max_texts_per_request, settings.max_text_length)
-    headers = await _rate_limit(request, state, len(body.texts))
-    result = await service.predict(
-        body.texts,
-        caller_gone=_disconnected(request),
-        arrived_at=request.scope.get(ARRIVED_SCOPE_KEY),
-    )
-    preds = _predictions(result.scores, _threshold(settings, service), service)
-    _record(request, state.metrics, preds, body.texts)
+    preds, result, headers = await _score(request, state, body.texts)
     return _respond({"predictions": preds}, result, headers)
 
 
