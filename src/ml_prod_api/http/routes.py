@@ -3,6 +3,10 @@
 Every route takes only the Request: the prediction routes parse their bodies with `parse_body`,
 and the app's parts come from `app_state` (http/state.py). FastAPI's body field and dependency
 solving cost more per request than the rest of a prediction route.
+
+Over 300 lines on purpose: it holds every route of the service, one concept, beside the error
+answers the prediction routes document (`_PREDICT_ERRORS`) and the steps they share (`_score`
+and the helpers it calls), so a route reads against both without leaving the file.
 """
 
 from __future__ import annotations
