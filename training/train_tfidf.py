@@ -199,8 +199,8 @@ class Features:
 
 def identity_feature_columns(feats: Features) -> np.ndarray:
     """Columns that can only say "an identity is named": each identity term as a word unigram
-    (and its plural), and every character n-gram of three letters or more that lies inside one
-    such word, such as ` gay`, `gay ` or `musli`.
+    (and its plural), and every character n-gram that lies inside one such word, such as
+    ` gay`, `gay ` or `musli`.
 
     Held at zero weight, they leave the model to judge what is said about a group: bigrams
     ("gay people", "filthy gays") and the rest of the sentence keep their weights.
@@ -212,8 +212,9 @@ def identity_feature_columns(feats: Features) -> np.ndarray:
     columns = [feats.word.vocabulary_[w] for w in words if w in feats.word.vocabulary_]
     padded = [f" {w} " for w in words]
     for gram, column in feats.char.vocabulary_.items():
-        # Two letters ("an", "is") say nothing about who is named and occur in most words.
-        if len(gram.strip()) >= 3 and any(gram in p for p in padded):
+        # Short n-grams too: with only the longer ones held at zero, the two-letter grams of
+        # "jewish" alone still gave benign sentences naming it a 0.2 false-positive rate.
+        if gram.strip() and any(gram in p for p in padded):
             columns.append(feats.n_word + column)
     return np.asarray(sorted(columns), dtype=np.int64)
 
