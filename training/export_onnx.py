@@ -1,6 +1,6 @@
 """Export the fine-tuned transformer to ONNX, quantise it to int8 and ship it (issue 4).
 
-    python training/export_onnx.py [--checkpoint models/transformer] [--output models/onnx]
+    python training/export_onnx.py [--checkpoint models/.checkpoints/transformer-fp32] [--output models/onnx]
 
 1. `torch.onnx.export` of the checkpoint's classifier (inputs `input_ids`, `attention_mask` and
    `token_type_ids` when the model takes them, int64, dynamic batch and sequence axes; output
@@ -334,7 +334,12 @@ def agreement(reference: np.ndarray, other: np.ndarray, threshold: float) -> dic
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, default=REPO_ROOT / "models" / "transformer")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=REPO_ROOT / "models" / ".checkpoints" / "transformer-fp32",
+        help="the fp32 checkpoint train_transformer.py wrote",
+    )
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "models" / "onnx")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--plots-dir", type=Path, default=REPO_ROOT / "docs" / "model")

