@@ -1,6 +1,7 @@
 """Export the fine-tuned transformer to ONNX, quantise it to int8 and ship it (issue 4).
 
-    python training/export_onnx.py [--checkpoint models/.checkpoints/transformer-fp32] [--output models/onnx]
+    python training/export_onnx.py [--checkpoint models/.checkpoints/transformer-fp32]
+        [--output models/onnx]
 
 1. `torch.onnx.export` of the checkpoint's classifier (inputs `input_ids`, `attention_mask` and
    `token_type_ids` when the model takes them, int64, dynamic batch and sequence axes; output

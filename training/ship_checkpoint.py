@@ -1,6 +1,7 @@
 """Ship a fine-tuned checkpoint for the `transformer` provider: fp16 safetensors, half the size.
 
-    python training/ship_checkpoint.py [--checkpoint models/.checkpoints/transformer-fp32] [--output models/transformer]
+    python training/ship_checkpoint.py [--checkpoint models/.checkpoints/transformer-fp32]
+        [--output models/transformer]
 
 `train_transformer.py` writes an fp32 checkpoint (the one `export_onnx.py` exports). This copies
 it with the weights stored in fp16 (the provider loads them as float32), the tokenizer files
