@@ -7,24 +7,21 @@ models are scored through the serving providers, at the threshold each artifact 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 from ml_prod_api.providers import create_provider
 from ml_prod_api.settings import Settings
-
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "training"))
-
-from functional_suite import (  # noqa: E402
+from training.functional_suite import (
     FUNCTIONALITIES,
     accuracy_by_functionality,
     build_cases,
     read_suite,
     render,
 )
+
+REPO = Path(__file__).resolve().parents[1]
 
 # Floors: the shipped model's accuracy (MODEL_CARD.md) less about one case in twenty, rounded
 # down to a multiple of 0.05.
@@ -36,7 +33,7 @@ FLOORS: dict[str, dict[str, float]] = {
 
 def test_suite_file_matches_its_generator() -> None:
     committed = (REPO / "tests" / "fixtures" / "functional_suite.csv").read_text(encoding="utf-8")
-    assert committed == render(build_cases()), "run: python training/functional_suite.py"
+    assert committed == render(build_cases()), "run: python -m training.functional_suite"
 
 
 def test_suite_has_enough_functionalities_and_cases() -> None:
@@ -50,7 +47,7 @@ def test_suite_has_enough_functionalities_and_cases() -> None:
 
 
 def test_identity_mentions_cover_at_least_25_terms() -> None:
-    from functional_suite import ADJ
+    from training.functional_suite import ADJ
 
     assert len(set(ADJ)) >= 25
 

@@ -1,9 +1,8 @@
-"""`training/train_tfidf.py` end to end on the small committed fixture sample (no ../shared)."""
+"""`training.train_tfidf` end to end on the small committed fixture sample (no ../shared)."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import joblib
@@ -11,12 +10,10 @@ import numpy as np
 import pytest
 
 from ml_prod_api.providers.tfidf import ARTIFACT_FILE, METADATA_FILE, TfidfProvider
+from training import train_tfidf
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "training"
-sys.path.insert(0, str(REPO / "training"))
-
-import train_tfidf  # noqa: E402
 
 FAST = ["--grid-c", "2", "4", "--char-min-df", "1", "--word-min-df", "1"]
 

@@ -20,6 +20,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from training import export_onnx, train_transformer
+from training.corpus import SOURCES, harmonise_davidson
+from training.evaluate_transformer import OnnxScorer, TorchScorer
+
 ort = pytest.importorskip(
     "onnxruntime",
     reason="onnxruntime is not installed (pip install -r requirements-transformer.txt)",
@@ -43,12 +47,6 @@ needs_torch = pytest.mark.skipif(
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "training"))
-
-import export_onnx  # noqa: E402
-import train_transformer  # noqa: E402
-from corpus import SOURCES, harmonise_davidson  # noqa: E402
-from evaluate_transformer import OnnxScorer, TorchScorer  # noqa: E402
 
 FIXTURE_DATA = REPO_ROOT / "tests" / "fixtures" / "training"
 
@@ -343,7 +341,7 @@ def test_davidson_rows_are_masked_like_tweeteval() -> None:
 
 
 def test_epoch_rows_sample_each_source_by_its_weight_fresh_each_epoch() -> None:
-    from corpus import SOURCE_BY_NAME
+    from training.corpus import SOURCE_BY_NAME
 
     sources = ["tweeteval_offensive"] * 10 + ["davidson"] * 100 + ["templates"] * 5
     rng = np.random.default_rng(0)
@@ -454,7 +452,7 @@ KNOWN = {
 
 
 def test_shipped_artifact_is_complete_and_consistent() -> None:
-    from data_sources import sha256_file
+    from training.data_sources import sha256_file
 
     metadata = json.loads((SHIPPED / "metadata.json").read_text())
     assert metadata["model_version"].endswith(metadata["artifact"]["sha256"][:12])
@@ -470,9 +468,9 @@ def test_shipped_artifact_is_complete_and_consistent() -> None:
 def test_shipped_int8_model_scores_known_sentences_without_torch() -> None:
     """Scored in a fresh interpreter as `MODEL_PROVIDER=onnx` serves: torch is never imported."""
     script = (
-        "import json, sys; sys.path.insert(0, 'training')\n"
+        "import json, sys\n"
         "from pathlib import Path\n"
-        "from evaluate_transformer import OnnxScorer\n"
+        "from training.evaluate_transformer import OnnxScorer\n"
         "scorer = OnnxScorer(Path('models/onnx'), threads=1)\n"
         "texts = json.loads(sys.stdin.read())\n"
         "print(json.dumps({'proba': scorer.predict_proba(texts).tolist(),"

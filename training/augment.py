@@ -21,7 +21,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from identity import (
+from training.identity import (
     ADJECTIVE_PATTERN,
     ALL_ADJECTIVES,
     ALL_GROUPS,

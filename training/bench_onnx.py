@@ -1,6 +1,6 @@
 """In-process throughput of the shipped int8 ONNX model (issue 4), the compute limit of `onnx`.
 
-    python training/bench_onnx.py [--model models/onnx] [--texts 400] [--threads 2]
+    python -m training.bench_onnx [--model models/onnx] [--texts 400] [--threads 2]
 
 Cycles through a few hundred distinct real sentences (tweeteval_offensive/val: mixed lengths,
 never one repeated body) at batch 1, 8, 32 and 64, in their file order ("unsorted": what a
@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-TRAINING_DIR = Path(__file__).resolve().parent
-REPO_ROOT = TRAINING_DIR.parent
-sys.path.insert(0, str(TRAINING_DIR))
+from training.data_sources import DEFAULT_DATA_DIR, read_tweeteval
+from training.evaluate_transformer import OnnxScorer, _softmax_toxic
 
-from data_sources import DEFAULT_DATA_DIR, read_tweeteval  # noqa: E402
-from evaluate_transformer import OnnxScorer, _softmax_toxic  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def distinct_sentences(data_dir: Path, count: int) -> list[str]:
@@ -77,7 +74,9 @@ def measure(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m training.bench_onnx", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "onnx")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--texts", type=int, default=400, help="distinct sentences to cycle")

@@ -1,6 +1,6 @@
 """In-process speed of the `tfidf` provider (issue 3 targets).
 
-    python training/bench_tfidf.py [--model models/tfidf]
+    python -m training.bench_tfidf [--model models/tfidf]
 
 Prints the cold start (a fresh interpreter importing the provider and loading the artifact; target
 < 2 s), one-text latency (target < 2 ms) and per-text latency in batches of 64 (target < 0.3 ms),
@@ -17,10 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / "src"))
+from ml_prod_api.providers.tfidf import TfidfProvider, normalize
 
-from ml_prod_api.providers.tfidf import TfidfProvider, normalize  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 SAMPLES = [
     "@user you are such a fucking idiot, nobody wants you here",
@@ -34,9 +33,8 @@ SAMPLES = [
 ]
 
 _COLD = """
-import time, sys
+import time
 t0 = time.perf_counter()
-sys.path.insert(0, {src!r})
 from ml_prod_api.providers.tfidf import TfidfProvider
 from pathlib import Path
 p = TfidfProvider(Path({model!r}))
@@ -47,7 +45,7 @@ print(time.perf_counter() - t0)
 
 
 def cold_start_seconds(model: Path, runs: int) -> list[float]:
-    code = _COLD.format(src=str(REPO_ROOT / "src"), model=str(model))
+    code = _COLD.format(model=str(model))
     return [
         float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                              text=True).stdout)
@@ -66,7 +64,9 @@ def per_call_ms(fn: object, calls: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m training.bench_tfidf", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "tfidf")
     parser.add_argument("--cold-runs", type=int, default=3)
     args = parser.parse_args(argv)

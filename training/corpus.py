@@ -23,8 +23,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from augment import swap_identities, template_rows
-from data_sources import (
+from training.augment import swap_identities, template_rows
+from training.data_sources import (
     DEFAULT_DATA_DIR,
     _display,
     read_davidson,
@@ -32,7 +32,7 @@ from data_sources import (
     require,
     sha256_file,
 )
-from identity import ANY_PATTERN
+from training.identity import ANY_PATTERN
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Evaluate a `tfidf` artifact (issue 3); also run at the end of `train_tfidf.py`.
 
-    python training/evaluate.py [--model models/tfidf] [--write-metadata]
+    python -m training.evaluate [--model models/tfidf] [--write-metadata]
 
 Scores go through the serving code path (`TfidfProvider.load` and `predict_batch`), so what is
 measured is what is served. Reports, at the threshold recorded in the artifact:
@@ -22,13 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-TRAINING_DIR = Path(__file__).resolve().parent
-REPO_ROOT = TRAINING_DIR.parent
-sys.path.insert(0, str(REPO_ROOT / "src"))
-sys.path.insert(0, str(TRAINING_DIR))
-
-from sklearn.metrics import (  # noqa: E402
+from sklearn.metrics import (
     average_precision_score,
     confusion_matrix,
     f1_score,
@@ -39,8 +33,15 @@ from sklearn.metrics import (  # noqa: E402
     roc_curve,
 )
 
-from data_sources import DEFAULT_DATA_DIR, DataFileMissing, read_bias_madlibs, read_tweeteval  # noqa: E402
-from ml_prod_api.providers.tfidf import METADATA_FILE, TfidfProvider  # noqa: E402
+from ml_prod_api.providers.tfidf import METADATA_FILE, TfidfProvider
+from training.data_sources import (
+    DEFAULT_DATA_DIR,
+    DataFileMissing,
+    read_bias_madlibs,
+    read_tweeteval,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 ECE_BINS = 15
 
@@ -347,7 +348,9 @@ def print_report(metrics: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Evaluate a tfidf artifact.")
+    parser = argparse.ArgumentParser(
+        prog="python -m training.evaluate", description="Evaluate a tfidf artifact."
+    )
     parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "tfidf")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--plots-dir", type=Path, default=REPO_ROOT / "docs" / "model")

@@ -1,8 +1,8 @@
 """Evaluate a shipped model on every source's test split, the bias sets and the behavioural suite.
 
-    python training/evaluate_sources.py --provider tfidf [--model models/tfidf] [--write-metadata]
-    python training/evaluate_sources.py --provider onnx
-    python training/evaluate_sources.py --provider transformer --model models/transformer
+    python -m training.evaluate_sources --provider tfidf [--model models/tfidf] [--write-metadata]
+    python -m training.evaluate_sources --provider onnx
+    python -m training.evaluate_sources --provider transformer --model models/transformer
 
 Scores go through the serving code (`create_provider(Settings(...))`, `load`, `predict_batch`), so
 what is measured is what is served, at the threshold the artifact records. Reports:
@@ -30,19 +30,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
-TRAINING_DIR = Path(__file__).resolve().parent
-REPO_ROOT = TRAINING_DIR.parent
-sys.path.insert(0, str(REPO_ROOT / "src"))
-sys.path.insert(0, str(TRAINING_DIR))
+from training.corpus import EVALUATED_SOURCES, load_corpus
+from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing, read_bias_madlibs
+from training.evaluate import _pyplot, _save, bias_report, split_metrics
+from training.functional_suite import accuracy_by_functionality, read_suite
+from training.identity import REPORTED_TERMS, mentions
 
-from sklearn.metrics import roc_auc_score  # noqa: E402
-
-from corpus import EVALUATED_SOURCES, load_corpus  # noqa: E402
-from data_sources import DEFAULT_DATA_DIR, DataFileMissing, read_bias_madlibs  # noqa: E402
-from evaluate import _pyplot, _save, bias_report, split_metrics  # noqa: E402
-from functional_suite import accuracy_by_functionality, read_suite  # noqa: E402
-from identity import REPORTED_TERMS, mentions  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 POWER = -5.0
 
@@ -225,7 +221,9 @@ def markdown(provider_name: str, m: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m training.evaluate_sources", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--provider", choices=["tfidf", "onnx", "transformer"], required=True)
     parser.add_argument("--model", type=Path, help="default: models/PROVIDER")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)

@@ -1,6 +1,6 @@
 """Evaluate the transformer models (issue 4) with the same figures as the TF-IDF model.
 
-    python training/evaluate_transformer.py [--model models/onnx] [--checkpoint models/transformer]
+    python -m training.evaluate_transformer [--model models/onnx] [--checkpoint models/transformer]
         [--write-metadata]
 
 `--model` is the shipped int8 ONNX artifact (scored with `tokenizers` + onnxruntime, no torch);
@@ -23,17 +23,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-TRAINING_DIR = Path(__file__).resolve().parent
-REPO_ROOT = TRAINING_DIR.parent
-sys.path.insert(0, str(TRAINING_DIR))
-
-from data_sources import (  # noqa: E402
+from training.data_sources import (
     DEFAULT_DATA_DIR,
     DataFileMissing,
     read_bias_madlibs,
     read_tweeteval,
 )
-from evaluate import (  # noqa: E402
+from training.evaluate import (
     ECE_BINS,
     bias_report,
     plot_bias,
@@ -41,6 +37,8 @@ from evaluate import (  # noqa: E402
     print_report,
     split_metrics,
 )
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 METADATA_FILE = "metadata.json"
 ONNX_FILE = "model.onnx"
@@ -233,7 +231,10 @@ def evaluate_scorer(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Evaluate the transformer models.")
+    parser = argparse.ArgumentParser(
+        prog="python -m training.evaluate_transformer",
+        description="Evaluate the transformer models.",
+    )
     parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "onnx")
     parser.add_argument(
         "--checkpoint", type=Path, help="also evaluate this fp32 checkpoint (needs torch)"

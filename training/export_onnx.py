@@ -1,6 +1,6 @@
 """Export the fine-tuned transformer to ONNX, quantise it to int8 and ship it (issue 4).
 
-    python training/export_onnx.py [--checkpoint models/.checkpoints/transformer-fp32]
+    python -m training.export_onnx [--checkpoint models/.checkpoints/transformer-fp32]
         [--output models/onnx]
 
 1. `torch.onnx.export` of the checkpoint's classifier (inputs `input_ids`, `attention_mask` and
@@ -37,12 +37,8 @@ from typing import Any
 
 import numpy as np
 
-TRAINING_DIR = Path(__file__).resolve().parent
-REPO_ROOT = TRAINING_DIR.parent
-sys.path.insert(0, str(TRAINING_DIR))
-
-from data_sources import DEFAULT_DATA_DIR, DataFileMissing, read_tweeteval, sha256_file  # noqa: E402
-from evaluate_transformer import (  # noqa: E402
+from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing, read_tweeteval, sha256_file
+from training.evaluate_transformer import (
     METADATA_FILE,
     ONNX_FILE,
     TOKENIZER_FILE,
@@ -51,6 +47,8 @@ from evaluate_transformer import (  # noqa: E402
     evaluate_scorer,
     read_json,
 )
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 log = logging.getLogger("export_onnx")
 
@@ -334,7 +332,9 @@ def agreement(reference: np.ndarray, other: np.ndarray, threshold: float) -> dic
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m training.export_onnx", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument(
         "--checkpoint",
         type=Path,

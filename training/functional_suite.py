@@ -1,8 +1,8 @@
 """A behavioural test suite of this project's own writing (CheckList-style): one functionality,
 one expected label, at least 20 cases each.
 
-    python training/functional_suite.py            # writes tests/fixtures/functional_suite.csv
-    python training/functional_suite.py --check    # fails if the committed file is out of date
+    python -m training.functional_suite            # writes tests/fixtures/functional_suite.csv
+    python -m training.functional_suite --check    # fails if the committed file is out of date
 
 Every case is written here from frames and terms of the project's own; none is copied from a
 published functional test suite or benchmark, and none is used for training, tuning or
@@ -413,14 +413,16 @@ def accuracy_by_functionality(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m training.functional_suite", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--check", action="store_true", help="fail if the file is out of date")
     args = parser.parse_args(argv)
     text = render(build_cases())
     if args.check:
         current = SUITE_FILE.read_text(encoding="utf-8") if SUITE_FILE.is_file() else ""
         if current != text:
-            print(f"{SUITE_FILE} is out of date: run python training/functional_suite.py")
+            print(f"{SUITE_FILE} is out of date: run python -m training.functional_suite")
             return 1
         return 0
     SUITE_FILE.write_text(text, encoding="utf-8")

@@ -1,6 +1,6 @@
 """Obfuscation robustness of a `tfidf` artifact (issue 3).
 
-    python training/obfuscation_robustness.py [--model models/tfidf]
+    python -m training.obfuscation_robustness [--model models/tfidf]
 
 Makes obfuscated copies of the toxic tweeteval_offensive validation sentences and compares the
 ROC-AUC of (clean toxic + clean non-toxic) with (obfuscated toxic + clean non-toxic). The words
@@ -15,22 +15,17 @@ from __future__ import annotations
 import argparse
 import random
 import re
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
-TRAINING_DIR = Path(__file__).resolve().parent
-REPO_ROOT = TRAINING_DIR.parent
-sys.path.insert(0, str(REPO_ROOT / "src"))
-sys.path.insert(0, str(TRAINING_DIR))
+from ml_prod_api.providers.tfidf import TfidfProvider, normalize
+from training.data_sources import DEFAULT_DATA_DIR, read_tweeteval
 
-from sklearn.metrics import roc_auc_score  # noqa: E402
-
-from data_sources import DEFAULT_DATA_DIR, read_tweeteval  # noqa: E402
-from ml_prod_api.providers.tfidf import TfidfProvider, normalize  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 _WORD = re.compile(r"[A-Za-z]{3,}")
 _LEET = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7"}
@@ -110,7 +105,9 @@ def normalisation_cost_us(texts: list[str], repeats: int = 3) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m training.obfuscation_robustness", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "tfidf")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--seed", type=int, default=7)

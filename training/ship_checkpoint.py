@@ -1,6 +1,6 @@
 """Ship a fine-tuned checkpoint for the `transformer` provider: fp16 safetensors, half the size.
 
-    python training/ship_checkpoint.py [--checkpoint models/.checkpoints/transformer-fp32]
+    python -m training.ship_checkpoint [--checkpoint models/.checkpoints/transformer-fp32]
         [--output models/transformer]
 
 `train_transformer.py` writes an fp32 checkpoint (the one `export_onnx.py` exports). This copies
@@ -16,17 +16,14 @@ import argparse
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-TRAINING_DIR = Path(__file__).resolve().parent
-REPO_ROOT = TRAINING_DIR.parent
-sys.path.insert(0, str(TRAINING_DIR))
+from training.data_sources import DEFAULT_DATA_DIR, read_tweeteval, sha256_file
 
-from data_sources import DEFAULT_DATA_DIR, read_tweeteval, sha256_file  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 WEIGHTS = "model.safetensors"
 METADATA = "metadata.json"
@@ -89,7 +86,9 @@ def ship(checkpoint: Path, output: Path, check_texts: list[str]) -> dict[str, An
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m training.ship_checkpoint", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument(
         "--checkpoint",
         type=Path,

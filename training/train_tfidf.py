@@ -1,6 +1,6 @@
 """Train the shipped `tfidf` toxicity model.
 
-    python training/train_tfidf.py [--data-dir ../shared/data] [--output models/tfidf]
+    python -m training.train_tfidf [--data-dir ../shared/data] [--output models/tfidf]
 
 Recipe, each step chosen on the validation splits only (test splits are read once per shipped
 model, by `evaluate_sources.py`):
@@ -39,36 +39,32 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 import scipy.sparse as sp
+import sklearn
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
 
-TRAINING_DIR = Path(__file__).resolve().parent
-REPO_ROOT = TRAINING_DIR.parent
-sys.path.insert(0, str(REPO_ROOT / "src"))  # run as a script from a plain checkout too
-sys.path.insert(0, str(TRAINING_DIR))
-
-import joblib  # noqa: E402
-import sklearn  # noqa: E402
-from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-
-from corpus import SOURCE_BY_NAME, SOURCES, load_corpus  # noqa: E402
-from data_sources import DEFAULT_DATA_DIR, DataFileMissing, sha256_file  # noqa: E402
-from identity import ALL_ADJECTIVES, ALL_GROUPS  # noqa: E402
-from ml_prod_api.providers.tfidf import (  # noqa: E402
+from ml_prod_api.providers.tfidf import (
     ARTIFACT_FILE,
     METADATA_FILE,
     LinearTextModel,
     lexicon_hits,
     normalize,
 )
-from ml_prod_api.providers.tfidf.lexicon import ABUSIVE_WORDS  # noqa: E402
-from selection import (  # noqa: E402
+from ml_prod_api.providers.tfidf.lexicon import ABUSIVE_WORDS
+from training.corpus import SOURCE_BY_NAME, SOURCES, load_corpus
+from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing, sha256_file
+from training.identity import ALL_ADJECTIVES, ALL_GROUPS
+from training.selection import (
     choose_threshold,
     fit_platt,
     per_source_auc,
     source_balanced_weights,
 )
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 log = logging.getLogger("train_tfidf")
 
@@ -92,7 +88,9 @@ class FitConfig:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train_tfidf", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument(
         "--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="shared/data folder"
     )
@@ -287,7 +285,7 @@ def _normalise_all(texts: list[str], what: str) -> list[str]:
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
-    from evaluate import split_metrics
+    from training.evaluate import split_metrics
 
     started = time.perf_counter()
     corpus = load_corpus(args.data_dir, seed=args.seed, augment=args.augment)
@@ -443,7 +441,7 @@ def print_summary(metadata: dict[str, Any]) -> None:
     for source, auc in sel["val_roc_auc"].items():
         print(f"  {source:<20} {auc:.4f}")
     print(f"elapsed         {metadata.get('elapsed_seconds', 0):.0f} s")
-    print("evaluate it:    python training/evaluate_sources.py --provider tfidf")
+    print("evaluate it:    python -m training.evaluate_sources --provider tfidf")
 
 
 def main(argv: list[str] | None = None) -> int:

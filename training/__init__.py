@@ -1,0 +1,1 @@
+"""Training and evaluation scripts, kept apart from the runtime dependencies."""
