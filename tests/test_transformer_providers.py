@@ -259,7 +259,7 @@ def test_shipped_transformer_checkpoint_serves_and_matches_its_onnx_export() -> 
         "I hope you have a lovely day",
         "you are a worthless idiot",
         "My neighbour is a proud gay man and a great cook.",
-        "I will find you and hurt you.",
+        "I am going to kill you.",
         "Thanks for the help with my homework!",
     ]
     fp16 = np.array([s.probability_toxic for s in torch_model.predict_batch(texts)])
