@@ -341,18 +341,22 @@ def test_davidson_rows_are_masked_like_tweeteval() -> None:
 
 
 def test_epoch_rows_sample_each_source_by_its_weight_fresh_each_epoch() -> None:
+    from collections import Counter
+
     from training.corpus import SOURCE_BY_NAME
 
     sources = ["tweeteval_offensive"] * 10 + ["davidson"] * 100 + ["templates"] * 5
     rng = np.random.default_rng(0)
     first = train_transformer.epoch_rows(sources, rng)
     second = train_transformer.epoch_rows(sources, rng)
-    # Full-weight sources are always there; Davidson gives its weight's share, resampled.
-    assert set(range(10)) <= set(first) and set(range(110, 115)) <= set(first)
+    seen = Counter(first.tolist())
+    # A weight of 2 takes every row twice, a weight of 1 once, Davidson its weight's share.
+    assert SOURCE_BY_NAME["tweeteval_offensive"].weight == 2.0
+    assert all(seen[i] == 2 for i in range(10))
+    assert all(seen[i] == 1 for i in range(110, 115))
     davidson = [i for i in first if 10 <= i < 110]
-    assert len(davidson) == round(100 * SOURCE_BY_NAME["davidson"].weight)
+    assert len(davidson) == len(set(davidson)) == round(100 * SOURCE_BY_NAME["davidson"].weight)
     assert set(davidson) != {i for i in second if 10 <= i < 110}
-    assert len(set(first)) == len(first)
 
 
 @needs_torch
