@@ -47,6 +47,7 @@ from training.evaluate_transformer import (
     evaluate_scorer,
     read_json,
 )
+from training.train_transformer import FP32_CHECKPOINT
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -338,13 +339,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--checkpoint",
         type=Path,
-        default=REPO_ROOT / "models" / ".checkpoints" / "transformer-fp32",
+        default=FP32_CHECKPOINT,
         help="the fp32 checkpoint train_transformer.py wrote",
     )
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "models" / "onnx")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--plots-dir", type=Path, default=REPO_ROOT / "docs" / "model")
-    parser.add_argument("--tolerance", type=float, default=0.02)
+    # The largest |p_int8 - p_fp32| on the validation split that still ships. Weight-only int8
+    # with int8 activations inside MatMulNBits moves a few probabilities by up to a few hundredths
+    # (MODEL_CARD.md, "int8 against fp32"); decisions changed are reported beside it.
+    parser.add_argument("--tolerance", type=float, default=0.05)
     parser.add_argument("--opset", type=int, default=OPSET)
     parser.add_argument("--no-fuse", action="store_true", help="skip the graph fusions")
     parser.add_argument("--threads", type=int, default=2)

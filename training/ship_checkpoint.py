@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from training.data_sources import DEFAULT_DATA_DIR, read_tweeteval, sha256_file
+from training.train_transformer import FP32_CHECKPOINT
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--checkpoint",
         type=Path,
-        default=REPO_ROOT / "models" / ".checkpoints" / "transformer-fp32",
+        default=FP32_CHECKPOINT,
         help="the fp32 checkpoint train_transformer.py wrote",
     )
     parser.add_argument("--output", type=Path, default=REPO_ROOT / "models" / "transformer")
