@@ -172,9 +172,6 @@ class Split:
         idx = [i for i, s in enumerate(self.sources) if s == source]
         return [self.texts[i] for i in idx], [self.labels[i] for i in idx]
 
-    def weights(self) -> list[float]:
-        return [SOURCE_BY_NAME[s].weight for s in self.sources]
-
 
 @dataclass
 class Corpus:
