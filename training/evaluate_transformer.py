@@ -149,8 +149,9 @@ class TorchScorer:
         torch.set_num_threads(threads)
         self.folder = folder
         self.tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        # float32 whatever the stored dtype, as the transformer provider loads it.
         self.model = AutoModelForSequenceClassification.from_pretrained(
-            folder, local_files_only=True
+            folder, local_files_only=True, dtype=torch.float32
         ).eval()
         self.toxic = toxic_index(self.model.config.to_dict())
         metadata_path = folder / METADATA_FILE

@@ -22,30 +22,13 @@ from typing import Any
 import numpy as np
 
 from training.data_sources import DEFAULT_DATA_DIR, read_tweeteval, sha256_file
+from training.evaluate_transformer import TorchScorer
 from training.train_transformer import FP32_CHECKPOINT
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 WEIGHTS = "model.safetensors"
 METADATA = "metadata.json"
-
-
-def proba(folder: Path, texts: list[str]) -> np.ndarray:
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        folder, local_files_only=True, dtype=torch.float32
-    ).eval()
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(texts), 64):
-            batch = tokenizer(
-                texts[start : start + 64], truncation=True, padding=True, return_tensors="pt"
-            )
-            out.append(torch.softmax(model(**batch).logits, dim=-1)[:, 1].numpy())
-    return np.concatenate(out)
 
 
 def ship(checkpoint: Path, output: Path, check_texts: list[str]) -> dict[str, Any]:
@@ -68,7 +51,8 @@ def ship(checkpoint: Path, output: Path, check_texts: list[str]) -> dict[str, An
     weights.chmod(0o644)
     digest = sha256_file(weights)
     metadata = json.loads((checkpoint / METADATA).read_text(encoding="utf-8"))
-    reference, stored = proba(checkpoint, check_texts), proba(output, check_texts)
+    reference = TorchScorer(checkpoint).predict_proba(check_texts)
+    stored = TorchScorer(output).predict_proba(check_texts)
     threshold = float(metadata["threshold"])
     family = metadata["model_version"].split("-")[1]  # transformer-<family>-<hash>
     metadata["model_version"] = f"transformer-{family}-{digest[:12]}"
