@@ -267,13 +267,21 @@ def _save(fig: Any, path: Path) -> Path:
 # --- entry points --------------------------------------------------------------------------
 
 
-def _score(provider: TfidfProvider, texts: list[str], batch: int = 1024) -> np.ndarray:
-    out: list[float] = []
-    for start in range(0, len(texts), batch):
-        out.extend(
-            s.probability_toxic for s in provider.predict_batch(texts[start : start + batch])
-        )
-    return np.asarray(out)
+def score(provider: Any, texts: list[str], batch: int = 64) -> np.ndarray:
+    """probability_toxic of every text through a loaded provider, in input order.
+
+    Batches are sorted by length so a transformer pads little; the order is restored on the way
+    out.
+    """
+    from tqdm import tqdm
+
+    out = np.zeros(len(texts), dtype=np.float64)
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    for start in tqdm(range(0, len(texts), batch), desc="score", unit="batch", leave=False):
+        index = order[start : start + batch]
+        scores = provider.predict_batch([texts[i] for i in index])
+        out[index] = [s.probability_toxic for s in scores]
+    return out
 
 
 def evaluate_artifact(
@@ -292,11 +300,11 @@ def evaluate_artifact(
     for split in ("val", "test"):
         part = read_tweeteval(offensive_dir, split, f"tweeteval_offensive/{split}")
         y = np.asarray(part.labels)
-        proba = _score(provider, part.texts)
+        proba = score(provider, part.texts, batch=1024)
         metrics[split] = split_metrics(proba, y, threshold)
         curves[split] = (proba, y)
     madlibs = read_bias_madlibs(bias_madlibs)
-    m_proba = _score(provider, madlibs.texts)
+    m_proba = score(provider, madlibs.texts, batch=1024)
     metrics["bias_madlibs"] = bias_report(
         m_proba, np.asarray(madlibs.labels), madlibs.texts, threshold
     )

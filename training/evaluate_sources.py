@@ -34,7 +34,7 @@ from sklearn.metrics import roc_auc_score
 
 from training.corpus import EVALUATED_SOURCES, load_corpus
 from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing, read_bias_madlibs
-from training.evaluate import _pyplot, _save, bias_report, split_metrics
+from training.evaluate import _pyplot, _save, bias_report, score, split_metrics
 from training.functional_suite import accuracy_by_functionality, read_suite
 from training.identity import REPORTED_TERMS, mentions
 
@@ -53,19 +53,6 @@ def make_scorer(provider_name: str, model: Path) -> tuple[Any, float]:
     provider.load()
     threshold = provider.default_threshold
     return provider, 0.5 if threshold is None else float(threshold)
-
-
-def score(provider: Any, texts: list[str], batch: int = 64) -> np.ndarray:
-    from tqdm import tqdm
-
-    out = np.zeros(len(texts), dtype=np.float64)
-    # Sorted by length so a transformer pads little; the order is restored on the way out.
-    order = np.argsort([len(t) for t in texts], kind="stable")
-    for start in tqdm(range(0, len(texts), batch), desc="score", unit="batch", leave=False):
-        index = order[start : start + batch]
-        scores = provider.predict_batch([texts[i] for i in index])
-        out[index] = [s.probability_toxic for s in scores]
-    return out
 
 
 def _power_mean(values: list[float], p: float = POWER) -> float:
