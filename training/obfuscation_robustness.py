@@ -1,4 +1,4 @@
-"""Obfuscation robustness of a `tfidf` artifact (issue 3).
+"""Obfuscation robustness of a `tfidf` artifact.
 
     python -m training.obfuscation_robustness [--model models/tfidf]
 
@@ -16,7 +16,6 @@ import argparse
 import random
 import re
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,58 +23,11 @@ from sklearn.metrics import roc_auc_score
 
 from ml_prod_api.providers.tfidf import TfidfProvider, normalize
 from training.data_sources import DEFAULT_DATA_DIR, read_tweeteval
+from training.perturb import EVASIONS as METHODS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 _WORD = re.compile(r"[A-Za-z]{3,}")
-_LEET = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7"}
-_HOMOGLYPH = {"a": "а", "e": "е", "o": "о", "p": "р", "c": "с", "x": "х", "y": "у", "i": "і"}
-_VOWELS = "aeiou"
-
-
-def leet(word: str, rng: random.Random) -> str:
-    spots = [i for i, c in enumerate(word) if c.lower() in _LEET]
-    if not spots:
-        return word
-    chosen = set(rng.sample(spots, k=max(1, len(spots) // 2)))
-    return "".join(_LEET[c.lower()] if i in chosen else c for i, c in enumerate(word))
-
-
-def asterisk(word: str, rng: random.Random) -> str:
-    # Mask one inner vowel, the usual `f*ck`; a word without one loses an inner letter instead.
-    inner = [i for i in range(1, len(word) - 1) if word[i].lower() in _VOWELS] or list(
-        range(1, len(word) - 1)
-    )
-    i = rng.choice(inner)
-    return word[:i] + "*" + word[i + 1 :]
-
-
-def dots(word: str, rng: random.Random) -> str:
-    i = rng.randrange(1, len(word))
-    return word[:i] + "." + word[i:]
-
-
-def zero_width(word: str, rng: random.Random) -> str:
-    marks = ["\u200b", "\u200c", "\u200d", "\u2060", "\u00ad"]
-    return "".join(c + (rng.choice(marks) if i < len(word) - 1 else "") for i, c in enumerate(word))
-
-
-def homoglyph(word: str, rng: random.Random) -> str:
-    return "".join(_HOMOGLYPH.get(c, c) if rng.random() < 0.7 else c for c in word)
-
-
-def spaced(word: str, rng: random.Random) -> str:
-    return rng.choice([" ", ".", " "]).join(word)
-
-
-METHODS: dict[str, Callable[[str, random.Random], str]] = {
-    "leetspeak": leet,
-    "asterisk": asterisk,
-    "dots": dots,
-    "zero_width": zero_width,
-    "homoglyph": homoglyph,
-    "spaced": spaced,
-}
 
 
 def target_words(text: str, weights: dict[str, float]) -> list[str]:
