@@ -90,8 +90,9 @@ SOURCES: tuple[Source, ...] = (
     ),
     Source(
         "templates",
-        1.0,
-        "own writing (training/augment.py): label as written",
+        3.0,
+        "own writing (training/augment.py): label as written; seen three times an epoch, so the "
+        "transformer has learned them by the end of its first epoch, where tweets peak",
     ),
     Source(
         "counterfactual",
