@@ -22,7 +22,7 @@ from ml_prod_api.http.middleware import (
 )
 from ml_prod_api.http.ratelimit import RateLimiter
 from ml_prod_api.http.routes import router
-from ml_prod_api.http.schemas import BatchPredictRequest, PredictRequest
+from ml_prod_api.http.schemas import BatchPredictRequest, ModerationRequest, PredictRequest
 from ml_prod_api.http.state import AppState
 from ml_prod_api.http.validation import NOT_ONLY_WHITESPACE
 from ml_prod_api.lifecycle import make_lifespan
@@ -104,7 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         AdmissionMiddleware,
         limit=settings.max_in_flight_requests,
-        paths=("/v1/predict", "/v1/predict_batch"),
+        paths=("/v1/predict", "/v1/predict_batch", "/v1/moderations"),
     )
     if key_store.enabled:
         app.add_middleware(
@@ -160,14 +160,19 @@ def _document_limits(app: FastAPI, settings: Settings) -> None:
         }
         models = schema["components"]["schemas"]
         # The prediction routes parse their own bodies, so FastAPI does not list their models.
-        for model in (PredictRequest, BatchPredictRequest):
+        for model in (PredictRequest, BatchPredictRequest, ModerationRequest):
             models.setdefault(
                 model.__name__, model.model_json_schema(ref_template="#/components/schemas/{model}")
             )
         models["PredictRequest"]["properties"]["text"].update(text)
+        batch = {"minItems": 1, "maxItems": settings.max_texts_per_request}
         texts = models["BatchPredictRequest"]["properties"]["texts"]
-        texts.update({"minItems": 1, "maxItems": settings.max_texts_per_request})
+        texts.update(batch)
         texts["items"].update(text)
+        one, several = models["ModerationRequest"]["properties"]["input"]["anyOf"]
+        one.update(text)
+        several.update(batch)
+        several["items"].update(text)
         app.openapi_schema = schema
         return schema
 

@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     # --- validation limits -------------------------------------------------------------------
     max_text_length: int = Field(default=5000, ge=1, le=1_000_000)
     max_texts_per_request: TextsPerRequest = Field(
-        default=64, description="Texts per /v1/predict_batch request."
+        default=64, description="Texts per /v1/predict_batch or /v1/moderations request."
     )
     max_body_bytes: int | None = Field(default=None, ge=1)
 

@@ -23,11 +23,14 @@ from ml_prod_api import API_VERSION, __version__
 from ml_prod_api.http.auth import CALLER_SCOPE_KEY
 from ml_prod_api.http.errors import error_body
 from ml_prod_api.http.middleware import ARRIVED_SCOPE_KEY, request_log_fields
+from ml_prod_api.http.moderations import check_model, moderation_body, moderation_texts
 from ml_prod_api.http.schemas import (
     BatchPredictRequest,
     BatchPredictResponse,
     ErrorEnvelope,
     HealthResponse,
+    ModerationRequest,
+    ModerationResponse,
     PredictRequest,
     PredictResponse,
     ReadyResponse,
@@ -35,6 +38,7 @@ from ml_prod_api.http.schemas import (
 )
 from ml_prod_api.http.state import AppState, app_state
 from ml_prod_api.http.validation import check_batch, check_text, parse_body
+from ml_prod_api.logs import request_id_var
 from ml_prod_api.metrics import CONTENT_TYPE_LATEST, Metrics
 from ml_prod_api.providers.base import Contribution, Score
 from ml_prod_api.serving import InferenceService
@@ -94,6 +98,20 @@ _PREDICT_ERRORS = _responses(
     (500, "The model raised", "inference_error", "the model failed to score this request"),
     (503, "Not ready or deadline passed", "model_not_ready", "model not ready (loading)"),
 )
+
+_MODERATION_ERRORS = {
+    **_PREDICT_ERRORS,
+    **_responses(
+        (
+            422,
+            "Invalid input, or a `model` not served here",
+            "unknown_model",
+            "field 'model' names no model served here (accepted: tfidf-20261126-abc123, "
+            "tfidf, omni-moderation-latest, text-moderation-latest, text-moderation-stable; "
+            "or leave it out)",
+        )
+    ),
+}
 
 router = APIRouter()
 
@@ -241,6 +259,33 @@ async def predict_batch(request: Request) -> Response:
     return _respond({"predictions": preds}, result, headers)
 
 
+@router.post(
+    "/v1/moderations",
+    response_model=ModerationResponse,
+    responses=_MODERATION_ERRORS,
+    summary="Moderate texts in the shape of OpenAI's moderation API",
+    description=(
+        "A drop-in for OpenAI's `POST /v1/moderations`: point the official client (or an LLM "
+        "gateway) at this service's base URL. The model's toxicity score is `harassment`; "
+        "`hate` is judged only by a model with an identity-attack label; every other category "
+        "is `null` (not judged), never a made-up `false`. Costs one rate-limit unit per input."
+    ),
+    tags=["openai"],
+    openapi_extra=_json_body(ModerationRequest),
+)
+async def moderations(request: Request) -> Response:
+    state = app_state(request.app)
+    settings, service = state.settings, state.service
+    body = parse_body(await request.body(), request.headers.get("content-type"), ModerationRequest)
+    texts = moderation_texts(body.input, settings.max_texts_per_request, settings.max_text_length)
+    provider = service.provider
+    check_model(body.model, settings.model_provider, provider.version if provider else None)
+    preds, result, headers = await _score(request, state, texts)
+    threshold = _threshold(settings, service)
+    payload = moderation_body(preds, threshold, request_id_var.get() or "-")
+    return _respond(payload, result, headers)
+
+
 @router.get("/", response_model=ServiceInfo, tags=["meta"], summary="Service metadata")
 async def root(request: Request) -> ServiceInfo:
     state = app_state(request.app)
@@ -261,6 +306,7 @@ async def root(request: Request) -> ServiceInfo:
             "metrics": "/metrics",
             "predict": "/v1/predict",
             "predict_batch": "/v1/predict_batch",
+            "moderations": "/v1/moderations",
         },
     )
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, WithJsonSchema
 
 Label = Literal["toxic", "non-toxic"]
 
@@ -83,6 +83,123 @@ class BatchPredictResponse(BaseModel):
     )
 
     predictions: list[Prediction]
+
+
+# --- OpenAI's moderation shape (`POST /v1/moderations`; the mapping is in http/moderations.py) ---
+
+
+class ModerationRequest(BaseModel):
+    # `input` is checked by `moderations.moderation_texts`, not by its type here: a pydantic
+    # union reports a wrong item once per member (`input.str`, `input.list[str].0`), where the
+    # check names the item (`input[2]`) and refuses OpenAI's multi-modal objects by name.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"input": "you are awful"},
+                {"input": ["you are awful", "have a nice day"], "model": "omni-moderation-latest"},
+            ]
+        },
+    )
+
+    input: Annotated[
+        Any,
+        WithJsonSchema(
+            {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+        ),
+    ] = Field(
+        description=(
+            "One text, or a list of texts (1..MAX_TEXTS_PER_REQUEST, each "
+            "1..MAX_TEXT_LENGTH characters): one result each, in order. OpenAI's multi-modal "
+            "objects are refused (`unsupported_input`)."
+        )
+    )
+    model: StrictStr | None = Field(
+        default=None,
+        description=(
+            "Optional. The served model's version, the provider's name, or one of OpenAI's "
+            "aliases `omni-moderation-latest`, `text-moderation-latest`, "
+            "`text-moderation-stable`: all mean the one model this service serves. Any other "
+            "name is `422 unknown_model`."
+        ),
+    )
+
+
+Judged = TypeVar("Judged")
+
+
+class _PerCategory(BaseModel, Generic[Judged]):
+    """One value per OpenAI moderation category, under OpenAI's names."""
+
+    harassment: Judged
+    harassment_threatening: Judged = Field(alias="harassment/threatening")
+    hate: Judged
+    hate_threatening: Judged = Field(alias="hate/threatening")
+    illicit: Judged
+    illicit_violent: Judged = Field(alias="illicit/violent")
+    self_harm: Judged = Field(alias="self-harm")
+    self_harm_instructions: Judged = Field(alias="self-harm/instructions")
+    self_harm_intent: Judged = Field(alias="self-harm/intent")
+    sexual: Judged
+    sexual_minors: Judged = Field(alias="sexual/minors")
+    violence: Judged
+    violence_graphic: Judged = Field(alias="violence/graphic")
+
+
+MODERATION_CATEGORIES: tuple[str, ...] = tuple(
+    info.alias or name for name, info in _PerCategory.model_fields.items()
+)
+
+
+class ModerationCategories(_PerCategory[bool | None]):
+    """Whether the text is in the category; null where the model does not judge it."""
+
+
+class ModerationCategoryScores(_PerCategory[float | None]):
+    """The model's score for the category; null where the model does not judge it."""
+
+
+class ModerationAppliedInputTypes(_PerCategory[list[Literal["text"]]]):
+    """`["text"]` where the category was judged, `[]` where it was not."""
+
+
+class ModerationResult(BaseModel):
+    flagged: bool = Field(
+        description="The same decision as `label == \"toxic\"` on /v1/predict (TOXIC_THRESHOLD)."
+    )
+    categories: ModerationCategories
+    category_scores: ModerationCategoryScores
+    category_applied_input_types: ModerationAppliedInputTypes
+
+
+_NOT_JUDGED: dict[str, Any] = dict.fromkeys(MODERATION_CATEGORIES)
+_MODERATION_EXAMPLE: dict[str, Any] = {
+    "flagged": True,
+    "categories": {**_NOT_JUDGED, "harassment": True},
+    "category_scores": {**_NOT_JUDGED, "harassment": 0.91},
+    "category_applied_input_types": {
+        **{name: [] for name in MODERATION_CATEGORIES},
+        "harassment": ["text"],
+    },
+}
+
+
+class ModerationResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "modr-3f9c0a1b2c3d4e5f0000000000000007",
+                    "model": "tfidf-20261126-abc123",
+                    "results": [_MODERATION_EXAMPLE],
+                }
+            ]
+        }
+    )
+
+    id: str = Field(description="`modr-` and the request id (X-Request-ID).")
+    model: str = Field(description="The version of the model that answered.")
+    results: list[ModerationResult] = Field(description="One result per input, in order.")
 
 
 class ErrorDetail(BaseModel):

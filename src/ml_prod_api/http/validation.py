@@ -43,18 +43,20 @@ def check_text(text: str, field: str, max_length: int) -> None:
         )
 
 
-def check_batch(texts: Sequence[str], max_texts: int, max_length: int) -> None:
+def check_batch(
+    texts: Sequence[str], max_texts: int, max_length: int, field: str = "texts"
+) -> None:
     if not texts:
-        raise ApiError(422, "empty_batch", "field 'texts' must hold at least one text")
+        raise ApiError(422, "empty_batch", f"field '{field}' must hold at least one text")
     if len(texts) > max_texts:
         raise ApiError(
             422,
             "batch_too_large",
-            f"field 'texts' has {len(texts)} items; the limit is {max_texts} "
+            f"field '{field}' has {len(texts)} items; the limit is {max_texts} "
             "(MAX_TEXTS_PER_REQUEST)",
         )
     for i, text in enumerate(texts):
-        check_text(text, f"texts[{i}]", max_length)
+        check_text(text, f"{field}[{i}]", max_length)
 
 
 def parse_body(raw: bytes, content_type: str | None, model: type[Body]) -> Body:
