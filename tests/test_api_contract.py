@@ -134,9 +134,11 @@ def test_openapi_has_examples_for_requests_responses_and_errors(client: TestClie
         "BatchPredictResponse",
         "HealthResponse",
         "ReadyResponse",
+        "ModerationRequest",
+        "ModerationResponse",
     ):
         assert schemas[name].get("examples"), name
-    for path in ("/v1/predict", "/v1/predict_batch"):
+    for path in ("/v1/predict", "/v1/predict_batch", "/v1/moderations"):
         responses = spec["paths"][path]["post"]["responses"]
         for status in ("413", "415", "422", "429", "500", "503"):
             example = responses[status]["content"]["application/json"]["example"]

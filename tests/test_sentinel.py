@@ -32,6 +32,11 @@ def _requests() -> list[tuple[str, str, dict[str, Any]]]:
         ("POST", "/v1/predict_batch", {"json": {"texts": [s, 3, ""]}}),
         ("POST", "/v1/predict_batch", {"json": {"texts": [s] * 70}}),
         ("POST", "/v1/predict_batch", {"json": {"texts": [s, s + " FAULT"]}}),
+        ("POST", "/v1/moderations", {"json": {"input": [s, "hi"]}}),  # success path
+        ("POST", "/v1/moderations", {"json": {"input": s * 400}}),  # too long
+        ("POST", "/v1/moderations", {"json": {"input": "hi", "model": s}}),  # unknown model
+        ("POST", "/v1/moderations", {"json": {"input": [{"type": "text", "text": s}]}}),
+        ("POST", "/v1/moderations", {"json": {"input": [s, s + " FAULT"]}}),
         ("GET", f"/{SENTINEL}", {}),  # 404 with the sentinel in the path
         ("GET", f"/v1/predict?q={SENTINEL}", {}),  # 405
         ("GET", "/healthz", {"headers": {"X-Request-ID": SENTINEL + " <bad>"}}),

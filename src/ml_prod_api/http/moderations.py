@@ -33,7 +33,11 @@ TOXICITY_CATEGORY = "harassment"
 # toxic-comment challenge; both are hate aimed at a group for who its members are.
 LABEL_CATEGORIES: dict[str, str] = {"identity_attack": "hate", "identity_hate": "hate"}
 # OpenAI's model names a caller may already send: each means the one model served here.
-OPENAI_MODEL_ALIASES = ("omni-moderation-latest", "text-moderation-latest", "text-moderation-stable")
+OPENAI_MODEL_ALIASES = (
+    "omni-moderation-latest",
+    "text-moderation-latest",
+    "text-moderation-stable",
+)
 
 _TEXT = ("text",)
 

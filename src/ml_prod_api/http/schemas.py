@@ -165,7 +165,7 @@ class ModerationAppliedInputTypes(_PerCategory[list[Literal["text"]]]):
 
 class ModerationResult(BaseModel):
     flagged: bool = Field(
-        description="The same decision as `label == \"toxic\"` on /v1/predict (TOXIC_THRESHOLD)."
+        description='The same decision as `label == "toxic"` on /v1/predict (TOXIC_THRESHOLD).'
     )
     categories: ModerationCategories
     category_scores: ModerationCategoryScores
