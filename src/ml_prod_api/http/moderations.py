@@ -39,8 +39,6 @@ OPENAI_MODEL_ALIASES = (
     "text-moderation-stable",
 )
 
-_TEXT = ("text",)
-
 
 def accepted_models(provider: str, version: str) -> list[str]:
     return [version, provider, *OPENAI_MODEL_ALIASES]
@@ -88,9 +86,14 @@ def moderation_texts(value: object, max_texts: int, max_length: int) -> list[str
     return value
 
 
-# Templates copied per result: every category starts as not judged.
+# Every category starts as not judged. The answers of a model without label categories share
+# these read-only dicts: only the scores differ from one text to the next.
 _NULLS: dict[str, Any] = dict.fromkeys(MODERATION_CATEGORIES)
 _NOT_APPLIED: dict[str, Any] = {name: [] for name in MODERATION_CATEGORIES}
+_TOXICITY_ONLY: dict[bool, dict[str, Any]] = {
+    flagged: {**_NULLS, TOXICITY_CATEGORY: flagged} for flagged in (False, True)
+}
+_TOXICITY_APPLIED: dict[str, Any] = {**_NOT_APPLIED, TOXICITY_CATEGORY: ["text"]}
 
 
 def moderation_result(prediction: dict[str, Any], threshold: float) -> dict[str, Any]:
@@ -100,20 +103,22 @@ def moderation_result(prediction: dict[str, Any], threshold: float) -> dict[str,
     and only on a flagged text, so `flagged` stays "some category is true", as in OpenAI's.
     """
     flagged: bool = prediction["label"] == "toxic"
-    categories = _NULLS.copy()
     scores = _NULLS.copy()
-    applied = _NOT_APPLIED.copy()
-    categories[TOXICITY_CATEGORY] = flagged
     scores[TOXICITY_CATEGORY] = prediction["probability_toxic"]
-    applied[TOXICITY_CATEGORY] = list(_TEXT)
-    labels: dict[str, float] | None = prediction.get("labels")
-    if labels:
-        for label, category in LABEL_CATEGORIES.items():
-            if label in labels:
-                score = float(labels[label])
-                categories[category] = flagged and score >= threshold
-                scores[category] = score
-                applied[category] = list(_TEXT)
+    labels: dict[str, float] = prediction.get("labels") or {}
+    judged = {
+        category: float(labels[label])
+        for label, category in LABEL_CATEGORIES.items()
+        if label in labels
+    }
+    if not judged:
+        categories, applied = _TOXICITY_ONLY[flagged], _TOXICITY_APPLIED
+    else:
+        categories, applied = _TOXICITY_ONLY[flagged].copy(), _TOXICITY_APPLIED.copy()
+        for category, score in judged.items():
+            categories[category] = flagged and score >= threshold
+            scores[category] = score
+            applied[category] = ["text"]
     return {
         "flagged": flagged,
         "categories": categories,
