@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.augment import has_abuse, obfuscated_copy, swap_identities, template_rows
+from training.augment import swap_identities, template_rows
 from training.data_sources import (
     DEFAULT_DATA_DIR,
     _display,
@@ -47,8 +47,8 @@ class Source:
 SOURCES: tuple[Source, ...] = (
     Source(
         "tweeteval_offensive",
-        2.5,
-        "1 offensive -> toxic; 0 -> non-toxic; the in-domain set, weighed 2.5 times so the other "
+        2.0,
+        "1 offensive -> toxic; 0 -> non-toxic; the in-domain set, weighed twice so the other "
         "platforms do not cost tweet validation ROC-AUC",
     ),
     Source(
@@ -65,22 +65,19 @@ SOURCES: tuple[Source, ...] = (
     Source(
         "edos",
         0.3,
-        "1 sexist -> toxic; 0 'not sexist' -> non-toxic, except a `0` with profanity, a slur or "
-        "an insult, which is left out of training (the source judged sexism only, so it says "
-        "nothing about abuse); down-weighted for that reason",
+        "1 sexist -> toxic; 0 'not sexist' -> non-toxic, although a few such posts are rude about "
+        "something else (the source judged sexism only); down-weighted for that reason",
     ),
     Source(
         "stormfront",
         0.5,
-        "1 hate -> toxic; 0 noHate -> non-toxic (forum sentences that may be unpleasant, not "
-        "hate); a `0` with profanity, a slur or an insult is left out of training",
+        "1 hate -> toxic; 0 noHate -> non-toxic (forum sentences that may be unpleasant, not hate)",
     ),
     Source(
         "mlma_en",
         0.4,
-        "1 any hostility -> toxic; 0 'normal' -> non-toxic (a `0` with profanity, a slur or an "
-        "insult is left out of training); 88% toxic, collected by hostile keywords, so "
-        "down-weighted",
+        "1 any hostility -> toxic; 0 'normal' -> non-toxic; 88% toxic, collected by hostile "
+        "keywords, so down-weighted",
     ),
     Source("convabuse", 1.0, "1 majority abusive -> toxic; 0 -> non-toxic"),
     Source(
@@ -90,27 +87,15 @@ SOURCES: tuple[Source, ...] = (
     ),
     Source(
         "templates",
-        3.0,
-        "own writing (training/augment.py): label as written; seen three times an epoch, so the "
-        "transformer has learned them by the end of its first epoch, where tweets peak",
+        1.0,
+        "own writing (training/augment.py): label as written",
     ),
     Source(
         "counterfactual",
         0.5,
         "a copy of a training row with its identity terms swapped, same label",
     ),
-    Source(
-        "obfuscated",
-        0.6,
-        "a copy of a training row with one or two words respelt (leetspeak, masks, spaced or "
-        "dropped letters), same label",
-    ),
 )
-# Sources whose `0` means "not the one kind of abuse we annotated", not "not toxic": their `0`
-# training rows that carry profanity, a slur or an insult would teach that such words are benign
-# (a first model scored "you're a moron" low), so they are left out of training. Validation and
-# test rows stay as the source labelled them.
-NARROW_NEGATIVES = frozenset({"edos", "stormfront", "mlma_en"})
 SOURCE_BY_NAME = {s.name: s for s in SOURCES}
 # The sources with val/test splits of their own that the models are judged on per source.
 EVALUATED_SOURCES: tuple[str, ...] = (
@@ -217,7 +202,6 @@ def load_corpus(
     include_test: bool = False,
     style_share: float = 0.25,
     punctuation_share: float = 0.4,
-    obfuscated_share: float = 0.1,
     limit: int = 0,
     augment: bool = True,
 ) -> Corpus:
@@ -228,9 +212,7 @@ def load_corpus(
     final full stop added or removed, so punctuation cannot become a cue for the label: mostly
     toxic sources (HateXplain, Davidson) rarely end a post with a full stop and mostly benign
     ones (Stormfront's `0` sentences, EDOS) usually do, and a model trained without this learned
-    that "You're a fucking idiot." with a full stop is benign. `obfuscated_share` of the
-    training rows get a respelt copy (`augment.obfuscated_copy`). With `augment=False` the sources
-    come as labelled, every row kept.
+    that "You're a fucking idiot." with a full stop is benign.
     """
     train, val, test = Split(), Split(), Split()
     files: dict[str, str] = {}
@@ -256,12 +238,8 @@ def load_corpus(
         rows = _read_gz(path)
         for row in rows[: limit or None] if limit else rows:
             split = row["split"]
-            label = int(row["label"])
-            narrow = split == "train" and label == 0 and name in NARROW_NEGATIVES
-            if narrow and augment and has_abuse(row["text"]):
-                continue
             if split != "test" or include_test:
-                parts[split].add(row["text"], label, name)
+                parts[split].add(row["text"], int(row["label"]), name)
 
     rng = random.Random(seed)
     n_original = len(train)
@@ -278,11 +256,6 @@ def load_corpus(
             swapped = swap_identities(train.texts[i], rng)
             if swapped is not None:
                 train.add(swapped, train.labels[i], "counterfactual")
-    for i in range(n_original):
-        if _hash_unit(train.texts[i] + "obfuscate") < obfuscated_share:
-            respelt = obfuscated_copy(train.texts[i], rng)
-            if respelt is not None:
-                train.add(respelt, train.labels[i], "obfuscated")
     for row in template_rows(seed):
         train.add(toggle_final_punctuation(row.text, punctuation_share), row.label, "templates")
     return Corpus(train=train, val=val, test=test, files=files)

@@ -23,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 from ml_prod_api.providers.tfidf import TfidfProvider, normalize
 from training.data_sources import DEFAULT_DATA_DIR, read_tweeteval
-from training.perturb import EVASIONS as METHODS
+from training.perturb import METHODS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

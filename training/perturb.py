@@ -1,10 +1,6 @@
-"""Spellings that evade a word filter: leetspeak, masks, dots, zero-width characters, homoglyphs,
-spaced letters, and the misspellings people type (a letter dropped, doubled or swapped).
-
-Used twice: `obfuscation_robustness.py` measures how a model copes with them, and the training
-corpus (`augment.obfuscated_copy`) shows the models obfuscated copies of training rows of both
-labels, so a masked `f*cking` reads like `fucking` and a spelling trick alone says nothing.
-"""
+"""Spellings that evade a word filter: leetspeak, masks, dots, zero-width characters, homoglyphs
+and spaced letters, each applied to one word (`obfuscation_robustness.py` measures how a model
+copes with them)."""
 
 from __future__ import annotations
 
@@ -51,25 +47,8 @@ def spaced(word: str, rng: random.Random) -> str:
     return rng.choice([" ", ".", " "]).join(word)
 
 
-def drop_letter(word: str, rng: random.Random) -> str:
-    i = rng.randrange(1, len(word))
-    return word[:i] + word[i + 1 :]
-
-
-def double_letter(word: str, rng: random.Random) -> str:
-    i = rng.randrange(len(word))
-    return word[: i + 1] + word[i] + word[i + 1 :]
-
-
-def swap_letters(word: str, rng: random.Random) -> str:
-    if len(word) < 4:
-        return word
-    i = rng.randrange(1, len(word) - 2)
-    return word[:i] + word[i + 1] + word[i] + word[i + 2 :]
-
-
 # What an evader does to a word a filter keys on.
-EVASIONS: dict[str, Callable[[str, random.Random], str]] = {
+METHODS: dict[str, Callable[[str, random.Random], str]] = {
     "leetspeak": leet,
     "asterisk": asterisk,
     "dots": dots,
@@ -77,10 +56,3 @@ EVASIONS: dict[str, Callable[[str, random.Random], str]] = {
     "homoglyph": homoglyph,
     "spaced": spaced,
 }
-# What a hurried typist does.
-MISSPELLINGS: dict[str, Callable[[str, random.Random], str]] = {
-    "dropped letter": drop_letter,
-    "doubled letter": double_letter,
-    "swapped letters": swap_letters,
-}
-METHODS = EVASIONS | MISSPELLINGS
