@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         instances=settings.model_instances,
         batch_max_size=settings.queue_batch_max_size,
         batch_max_wait_ms=settings.queue_batch_max_wait_ms,
+        batch_max_chars=settings.queue_batch_max_chars,
         queue_max_items=settings.queue_max_items,
         request_timeout_ms=settings.request_timeout_ms,
         metrics=metrics,

@@ -61,3 +61,16 @@ class CallerGone(ServiceError):
     """The caller went away before its inference ran; its work was dropped."""
 
     code = "client_closed_request"
+
+
+class RequestTooCostly(ServiceError):
+    """The request alone is more work than the model can do before its deadline: retrying the
+    same request cannot help; fewer or shorter texts can."""
+
+    code = "request_too_costly"
+
+
+class WorkAbandoned(ServiceError):
+    """A provider gave up a call between its steps because nobody waits for its result."""
+
+    code = "work_abandoned"

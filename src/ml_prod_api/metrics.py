@@ -136,7 +136,7 @@ class Metrics:
             registry=r,
         )
         self._request_children: dict[tuple[str, int], tuple[Any, Any]] = {}
-        for reason in ("queue_full", "deadline_unreachable", "deadline", "cancelled"):
+        for reason in ("queue_full", "deadline_unreachable", "too_costly", "deadline", "cancelled"):
             self.rejected.labels(reason)
 
     # --- called by the serving layer ---------------------------------------------------------

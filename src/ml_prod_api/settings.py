@@ -86,6 +86,13 @@ class Settings(BaseSettings):
     queue_batch_max_wait_ms: QueueBatchMaxWaitMs = Field(
         default=0.0, description="How long the queue waits for more requests to fill a batch."
     )
+    queue_batch_max_chars: int = Field(
+        default=65_536,
+        ge=256,
+        le=10_000_000,
+        description="Characters (plus 32 a text) in one model call: a longer request is scored "
+        "in several calls, with its deadline checked between them; bounds a call's memory.",
+    )
     queue_max_items: int = Field(default=2048, ge=1)
     request_timeout_ms: int = Field(default=10_000, ge=1)
     body_read_timeout_seconds: float = Field(

@@ -17,7 +17,8 @@ class FakeProvider(Provider):
     test can hold the model thread inside a call.
 
     Faults on demand: `fail_marker` makes a call whose texts hold it raise, `load_error` makes
-    `load()` fail, `seconds_per_text` makes it slow; `max_batch_size` caps the batches it wants.
+    `load()` fail, `seconds_per_text` and `seconds_per_char` make it slow; `max_batch_size` caps
+    the batches it wants.
     """
 
     name = "fake"
@@ -29,6 +30,7 @@ class FakeProvider(Provider):
         fail_marker: str | None = None,
         load_error: str | None = None,
         seconds_per_text: float = 0.0,
+        seconds_per_char: float = 0.0,
         max_batch_size: int = 1024,
         version: str = "fake-1",
     ) -> None:
@@ -36,6 +38,7 @@ class FakeProvider(Provider):
         self._fail_marker = fail_marker
         self._load_error = load_error
         self._seconds_per_text = seconds_per_text
+        self._seconds_per_char = seconds_per_char
         self._max_batch_size = max_batch_size
         self._version = version
         self.batches: list[list[str]] = []
@@ -60,6 +63,8 @@ class FakeProvider(Provider):
         self.threads.add(threading.current_thread().name)
         if self._seconds_per_text:
             time.sleep(self._seconds_per_text * len(texts))
+        if self._seconds_per_char:
+            time.sleep(self._seconds_per_char * sum(len(t) for t in texts))
         self.entered.set()
         self.gate.wait(10)
         self.batches.append(list(texts))

@@ -25,6 +25,7 @@ from ml_prod_api.errors import (
     InferenceError,
     ModelNotReady,
     Overloaded,
+    RequestTooCostly,
     ServiceError,
 )
 from ml_prod_api.http.state import app_state
@@ -37,6 +38,8 @@ STATUS_BY_ERROR: dict[type[ServiceError], int] = {
     CallerGone: 499,  # nginx's "client closed request": logged and counted, read by nobody
     ModelNotReady: 503,
     Overloaded: 429,
+    # Too much work for its deadline on its own: a status clients do not retry (RFC 9110 15.5.14)
+    RequestTooCostly: 413,
     DeadlineExceeded: 503,
     InferenceError: 500,
     ExplainNotSupported: 422,

@@ -10,7 +10,7 @@ tokenizers are not thread-safe, huggingface/tokenizers#537).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pydantic import Field
@@ -65,6 +65,18 @@ class Provider(ABC):
     @abstractmethod
     def predict_batch(self, texts: Sequence[str]) -> list[Score]:
         """Score texts, returning one Score per text, in input order."""
+
+    def predict_batch_until(
+        self, texts: Sequence[str], abandoned: Callable[[], bool]
+    ) -> list[Score]:
+        """`predict_batch` for the serving runner, which passes `abandoned`: true once nobody
+        waits for the result any more (every request of the call past its deadline or gone).
+
+        A provider whose calls can be long (a transformer reading many windows) overrides it to
+        check `abandoned()` between its own steps and raise `WorkAbandoned`, so dead work stops
+        costing the model; the default scores the whole call.
+        """
+        return self.predict_batch(texts)
 
     def explain(self, text: str, top_k: int = 10) -> list[Contribution]:
         """Top features behind one text's score. Optional: the default says it is unsupported."""

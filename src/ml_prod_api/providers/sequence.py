@@ -13,7 +13,7 @@ Over 300 lines on purpose: it is the whole shared half of two providers, each pi
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
@@ -21,7 +21,7 @@ from typing import Any, TypedDict
 import numpy as np
 from pydantic import Field
 
-from ml_prod_api.errors import ModelLoadError
+from ml_prod_api.errors import ModelLoadError, WorkAbandoned
 from ml_prod_api.providers.artifact_files import ArtifactSettings, read_json, sha256_file
 from ml_prod_api.providers.base import Provider, Score
 
@@ -336,10 +336,16 @@ class WindowedClassifier(Provider):
             self.token_ids(texts), self.max_length, self.stride, self.cls_id, self.sep_id
         )
 
-    def forward(self, windows: Windows) -> np.ndarray:
+    def forward(
+        self, windows: Windows, abandoned: Callable[[], bool] | None = None
+    ) -> np.ndarray:
+        """Logits of every window, in forward chunks of at most `forward_batch_size` windows;
+        `abandoned` is checked between chunks (raising `WorkAbandoned`)."""
         assert self.labels is not None
         logits = np.zeros((len(windows.ids), len(self.labels.names)), dtype=np.float32)
-        for chunk in windows.length_sorted_chunks(self.forward_batch_size):
+        for done, chunk in enumerate(windows.length_sorted_chunks(self.forward_batch_size)):
+            if done and abandoned is not None and abandoned():
+                raise WorkAbandoned("nobody waits for the rest of this call")
             input_ids, mask = pad_batch([windows.ids[i] for i in chunk], self.pad_id)
             logits[chunk] = self.forward_chunk(input_ids, mask)
         return logits
@@ -352,3 +358,9 @@ class WindowedClassifier(Provider):
     def predict_batch(self, texts: Sequence[str]) -> list[Score]:
         windows = self.preprocess(texts)
         return self.postprocess(self.forward(windows), windows, len(texts))
+
+    def predict_batch_until(
+        self, texts: Sequence[str], abandoned: Callable[[], bool]
+    ) -> list[Score]:
+        windows = self.preprocess(texts)
+        return self.postprocess(self.forward(windows, abandoned), windows, len(texts))

@@ -17,7 +17,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from ml_prod_api.errors import (
     DeadlineExceeded,
@@ -25,10 +25,11 @@ from ml_prod_api.errors import (
     ModelLoadError,
     ModelNotReady,
     ServiceError,
+    WorkAbandoned,
 )
 from ml_prod_api.metrics import Metrics
 from ml_prod_api.providers.base import Provider, Score
-from ml_prod_api.serving.queue import InferenceQueue, Job, Outcome
+from ml_prod_api.serving.queue import PER_TEXT_COST, InferenceQueue, Job, Outcome, text_cost
 from ml_prod_api.serving.readiness import ReadinessMachine
 
 log = logging.getLogger("ml_prod_api.serving")
@@ -136,6 +137,7 @@ class InstanceRunner:
         queue: InferenceQueue,
         loads: InstanceLoads,
         batch_max_size: int,
+        batch_max_cost: int,
         metrics: Metrics,
     ) -> None:
         self.index = index
@@ -143,6 +145,7 @@ class InstanceRunner:
         self.queue = queue
         self.loads = loads
         self.batch_max_size = batch_max_size
+        self.batch_max_cost = batch_max_cost
         self.stats = metrics
 
     def run(self) -> None:
@@ -153,7 +156,8 @@ class InstanceRunner:
         # backend's `max_batch_size`; it is read once the model is loaded.
         call_max = max(1, provider.max_batch_size)
         batch_max = min(self.batch_max_size, call_max)
-        while (batch := self.queue.next_batch(self.index, batch_max)) is not None:
+        next_batch = self.queue.next_batch
+        while (batch := next_batch(self.index, batch_max, self.batch_max_cost)) is not None:
             self._process(provider, batch, call_max)
 
     def _load(self) -> Provider | None:
@@ -188,9 +192,25 @@ class InstanceRunner:
 
     def _score(self, provider: Provider, live: list[Job], now: float, call_max: int) -> None:
         texts: list[str] = [text for job in live for text in job.texts]
+
+        def abandoned() -> bool:
+            # Nobody waits for any of these jobs any more (deadline passed, caller gone): the
+            # rest of the work would cost the model for nothing.
+            at = time.monotonic()
+            return all(job.cancelled or job.deadline <= at for job in live)
+
         started = time.perf_counter()
         try:
-            scores = _predict(provider, texts, call_max)
+            scores = _predict(provider, texts, call_max, self.batch_max_cost, abandoned)
+        except WorkAbandoned:
+            log.info(
+                "inference abandoned: every request of the call is past its deadline or gone",
+                extra={"event": "inference_abandoned", "batch_size": len(texts)},
+            )
+            for job in live:
+                job.cancelled = True
+                resolve(job, exc=DeadlineExceeded("deadline passed while scored"))
+            return
         except Exception as exc:
             # The exception text may quote input, so log its type only.
             log.error(
@@ -210,7 +230,7 @@ class InstanceRunner:
             return
         elapsed = time.perf_counter() - started
         self.stats.observe_inference(provider.name, elapsed, len(texts))
-        self.queue.record_speed(len(texts), elapsed)
+        self.queue.record_speed(text_cost(texts), elapsed)
         offset = 0
         for job in live:
             job.started_at = now
@@ -249,12 +269,37 @@ class InstanceRunner:
             resolve(job, result=(scores, explanation))
 
 
-def _predict(provider: Provider, texts: Sequence[str], call_max: int) -> list[Score]:
-    """Score texts in calls of at most `call_max` (one request may hold more on its own)."""
+def _calls(texts: Sequence[str], call_max: int, cost_max: int) -> Iterator[Sequence[str]]:
+    """Consecutive slices of `texts` of at most `call_max` texts and `cost_max` cost (a text
+    that costs more on its own is a call of its own): one request may hold more than one call
+    should take, and the memory of a call grows with what it reads."""
+    start = 0
+    while start < len(texts):
+        end, cost = start, 0
+        while end < len(texts) and end - start < call_max:
+            text_cost = len(texts[end]) + PER_TEXT_COST
+            if end > start and cost + text_cost > cost_max:
+                break
+            cost += text_cost
+            end += 1
+        yield texts[start:end]
+        start = end
+
+
+def _predict(
+    provider: Provider,
+    texts: Sequence[str],
+    call_max: int,
+    cost_max: int,
+    abandoned: Callable[[], bool],
+) -> list[Score]:
+    """Score texts in calls within the budgets, giving up between (and, where the provider
+    checks, inside) calls once `abandoned()` says nobody waits for the result."""
     scores: list[Score] = []
-    for start in range(0, len(texts), call_max):
-        chunk = texts[start : start + call_max]
-        chunk_scores = provider.predict_batch(chunk)
+    for chunk in _calls(texts, call_max, cost_max):
+        if scores and abandoned():
+            raise WorkAbandoned("nobody waits for the rest of this work")
+        chunk_scores = provider.predict_batch_until(chunk, abandoned)
         if len(chunk_scores) != len(chunk):
             raise RuntimeError(
                 f"provider returned {len(chunk_scores)} scores for {len(chunk)} texts"

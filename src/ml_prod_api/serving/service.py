@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from ml_prod_api.errors import CallerGone, DeadlineExceeded, ModelNotReady
 from ml_prod_api.metrics import Metrics
 from ml_prod_api.providers.base import Contribution, Provider, Score
-from ml_prod_api.serving.queue import InferenceQueue, Job
+from ml_prod_api.serving.queue import InferenceQueue, Job, text_cost
 from ml_prod_api.serving.readiness import Readiness, ReadinessMachine, ReadyState
 from ml_prod_api.serving.runner import InstanceLoads, InstanceRunner
 
@@ -47,6 +47,7 @@ class InferenceService:
         instances: int = 1,
         batch_max_size: int = 64,
         batch_max_wait_ms: float = 0.0,
+        batch_max_chars: int = 65_536,
         queue_max_items: int = 2048,
         request_timeout_ms: int = 10_000,
         metrics: Metrics | None = None,
@@ -58,6 +59,7 @@ class InferenceService:
         self._on_readiness = on_readiness
         self.instances = instances
         self.batch_max_size = batch_max_size
+        self.batch_max_chars = batch_max_chars
         self.request_timeout_s = request_timeout_ms / 1000.0
         self.stats = metrics or Metrics()
         self._readiness = ReadinessMachine(self._readiness_changed)
@@ -102,6 +104,7 @@ class InferenceService:
                     queue=self._queue,
                     loads=self._loads,
                     batch_max_size=self.batch_max_size,
+                    batch_max_cost=self.batch_max_chars,
                     metrics=self.stats,
                 ).run,
                 name="inference" if self.instances == 1 else f"inference-{index}",
@@ -167,6 +170,7 @@ class InferenceService:
             future=loop.create_future(),
             loop=loop,
             enqueued_at=now,
+            cost=text_cost(texts),
         )
         self._queue.admit(job)
         future = job.future
