@@ -118,47 +118,85 @@ def test_request_context_ignores_non_http_scopes() -> None:
     assert called == ["lifespan"]
 
 
-def test_admission_refuses_beyond_the_in_flight_limit() -> None:
-    from ml_prod_api.http.middleware import AdmissionMiddleware
+def _admission_call(mw: Any, path: str, body_arrives: asyncio.Event | None = None) -> Any:
+    """One request through `mw`; its body arrives once `body_arrives` is set (at once if None)."""
 
-    gate = asyncio.Event()
-    sent: list[Message] = []
-
-    async def slow_app(scope: Any, receive: Any, send: Any) -> None:
-        await gate.wait()
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"ok"})
-
-    mw = AdmissionMiddleware(slow_app, limit=2, paths=("/v1/predict",))
-
-    async def call(path: str) -> list[Message]:
+    async def call() -> list[Message]:
         out: list[Message] = []
 
         async def send(message: Message) -> None:
             out.append(message)
 
         async def receive() -> Message:
+            if body_arrives is not None:
+                await body_arrives.wait()
             return {"type": "http.request", "body": b"{}", "more_body": False}
 
         await mw({"type": "http", "method": "POST", "path": path, "headers": []}, receive, send)
         return out
 
+    return asyncio.ensure_future(call())
+
+
+async def _read_body_then_wait(gate: asyncio.Event, receive: Any, send: Any) -> None:
+    while (await receive()).get("more_body"):
+        pass
+    await gate.wait()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+def test_admission_refuses_beyond_the_in_flight_limit() -> None:
+    from ml_prod_api.http.middleware import AdmissionMiddleware
+
+    gate = asyncio.Event()
+
+    async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+        await _read_body_then_wait(gate, receive, send)
+
+    mw = AdmissionMiddleware(slow_app, limit=2, paths=("/v1/predict",))
+
     async def scenario() -> None:
-        first = [asyncio.ensure_future(call("/v1/predict")) for _ in range(2)]
-        await asyncio.sleep(0)
-        refused = await call("/v1/predict")  # answered at once, while two are in flight
+        first = [_admission_call(mw, "/v1/predict") for _ in range(2)]
+        await asyncio.sleep(0.01)
+        refused = await _admission_call(mw, "/v1/predict")  # answered at once
         assert refused[0]["status"] == 429
         assert (b"retry-after", b"1") in refused[0]["headers"]
         assert json.loads(refused[1]["body"])["error"]["code"] == "overloaded"
-        other = asyncio.ensure_future(call("/healthz"))  # other paths are not counted
+        other = _admission_call(mw, "/healthz")  # other paths are not counted
         gate.set()
         for done in await asyncio.gather(*first, other):
             assert done[0]["status"] == 200
         assert mw.in_flight == 0
-        sent.extend(refused)
 
     asyncio.run(scenario())
-    assert sent
+
+
+def test_admission_counts_a_request_only_once_its_body_is_in() -> None:
+    # Slow bodies (headers sent, the body trickling) must not hold the in-flight slots: a
+    # complete request is served while more of them wait than the limit allows.
+    from ml_prod_api.http.middleware import AdmissionMiddleware
+
+    gate = asyncio.Event()
+    gate.set()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await _read_body_then_wait(gate, receive, send)
+
+    mw = AdmissionMiddleware(app, limit=2, paths=("/v1/predict",))
+
+    async def scenario() -> None:
+        never = asyncio.Event()
+        trickling = [_admission_call(mw, "/v1/predict", never) for _ in range(5)]
+        await asyncio.sleep(0.01)
+        served = await _admission_call(mw, "/v1/predict")
+        assert served[0]["status"] == 200
+        for task in trickling:
+            task.cancel()
+        await asyncio.gather(*trickling, return_exceptions=True)
+        assert mw.in_flight == 0
+
+    asyncio.run(scenario())
 
 
 def test_a_trickling_body_is_cut_off_by_the_read_timeout() -> None:

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ml_prod_api.http.errors import send_error
+from ml_prod_api.http.errors import ApiError, send_error
 from ml_prod_api.logs import request_id_var
 from ml_prod_api.metrics import UNMATCHED_ROUTE, Metrics
 
@@ -253,9 +253,13 @@ class AdmissionMiddleware:
 
     The inference queue refuses work once it is full, but under several times its capacity the
     event loop itself falls behind and requests wait in the process before they reach the queue
-    (the overload drill saw 20 s). Counting prediction requests in flight, before the body is
-    read, keeps the refusal cheap and fast. Hand-written: uvicorn's `--limit-concurrency` counts
-    every connection and answers a plain-text 503, which probes and clients would misread.
+    (the overload drill saw 20 s). Counting prediction requests in flight keeps the refusal cheap
+    and fast. A request counts from the moment its whole body is in, as behind nginx, which
+    buffers a body before the upstream sees it: counted from its headers, connections that send
+    a body a byte a second held every slot until `BODY_READ_TIMEOUT_SECONDS` and refused
+    everyone else. A body still arriving costs a connection and a timer, nothing of the model.
+    Hand-written: uvicorn's `--limit-concurrency` counts every connection and answers a
+    plain-text 503, which probes and clients would misread.
     """
 
     def __init__(self, app: ASGIApp, *, limit: int, paths: tuple[str, ...]) -> None:
@@ -264,22 +268,50 @@ class AdmissionMiddleware:
         self.paths = paths
         self.in_flight = 0
 
+    def _refusal(self) -> ApiError:
+        return ApiError(
+            429,
+            "overloaded",
+            f"too many prediction requests in flight (limit {self.limit}, MAX_IN_FLIGHT_REQUESTS)",
+            headers={"Retry-After": "1"},
+        )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.limit:
-            await send_error(
-                send,
-                429,
-                "overloaded",
-                f"too many prediction requests in flight (limit {self.limit}, "
-                "MAX_IN_FLIGHT_REQUESTS)",
-                [(b"retry-after", b"1")],
-            )
-            return
-        self.in_flight += 1
+        holding = False
+        started = False
+
+        async def admitted_receive() -> Message:
+            nonlocal holding
+            message = await receive()
+            if (
+                not holding
+                and message["type"] == "http.request"
+                and not message.get("more_body", False)
+            ):
+                # The body is in: take a slot, or refuse. Raised as the route's own error, so
+                # FastAPI answers it with the envelope (Retry-After included).
+                if self.in_flight >= self.limit:
+                    raise self._refusal()
+                self.in_flight += 1
+                holding = True
+            return message
+
+        async def watched_send(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, admitted_receive, watched_send)
+        except ApiError as exc:
+            # Only where no framework answered it (a bare ASGI app): the same envelope.
+            if started:
+                raise
+            headers = [(k.lower().encode(), v.encode()) for k, v in (exc.headers or {}).items()]
+            await send_error(send, exc.status, exc.code, exc.message, headers)
         finally:
-            self.in_flight -= 1
+            if holding:
+                self.in_flight -= 1
