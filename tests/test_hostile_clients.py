@@ -53,3 +53,74 @@ def test_slow_bodies_do_not_take_the_in_flight_slots(server: LoggedServer) -> No
     finally:
         for conn in slow:
             conn.close()
+
+
+def _head_with(pad: bytes, header: bytes = b"X-Pad") -> bytes:
+    return b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + header + b": " + pad + b"\r\n\r\n"
+
+
+def test_an_oversized_header_is_refused_early_with_431(server: LoggedServer) -> None:
+    with _connect(server) as conn:
+        try:
+            # 4 MB, far more than MAX_HEADER_BYTES (16 KiB): refused once the limit is passed,
+            # so the server may close before the client has sent it all.
+            conn.sendall(_head_with(b"a" * (4 << 20)))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = _read_until_closed(conn)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert b"connection: close" in head.lower()
+    assert json.loads(body)["error"]["code"] == "headers_too_large"
+    assert [r for r in server.log_records() if r.get("event") == "headers_too_large"]
+    # A header under the limit is served as before.
+    assert httpx2.get(server.url + "/healthz", headers={"X-Pad": "a" * 8000}).status_code == 200
+
+
+def test_a_huge_api_key_is_refused_before_it_is_hashed(server: LoggedServer) -> None:
+    with _connect(server) as conn:
+        try:
+            conn.sendall(_head_with(b"k" * (1 << 20), header=b"X-API-Key"))
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        assert _read_until_closed(conn).startswith(b"HTTP/1.1 431 ")
+
+
+def _readme_classic_command() -> list[str]:
+    """The classic `uvicorn` command exactly as README.md gives it, on a free loopback port."""
+    import shlex
+    import sys
+
+    from tests.support.servers import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index(".venv/bin/uvicorn ml_prod_api.api:app")
+    command = readme[start : readme.index("```", start)].replace("\\\n", " ")
+    argv = shlex.split(command)
+    argv[argv.index("--host") + 1] = "127.0.0.1"
+    argv[argv.index("--port") + 1] = "{port}"
+    return [sys.executable, "-m", "uvicorn", *argv[1:]]
+
+
+def test_the_readme_classic_command_holds_like_serve(tmp_path: Path) -> None:
+    # Behind a sidecar on 127.0.0.1, a client must not pick its own rate-limit bucket with
+    # X-Forwarded-For (TRUSTED_PROXIES is unset), and oversized heads are refused early.
+    argv = _readme_classic_command()
+    with run_logged_server(tmp_path / "server.log", argv=argv, RATE_LIMIT="3/minute") as classic:
+        classic.wait_ready(timeout_s=60)
+        statuses = [
+            httpx2.post(
+                classic.url + "/v1/predict",
+                json={"text": "hello"},
+                headers={"X-Forwarded-For": f"203.0.113.{i}"},
+            ).status_code
+            for i in range(5)
+        ]
+        assert statuses == [200, 200, 200, 429, 429]
+        with _connect(classic) as conn:
+            try:
+                conn.sendall(_head_with(b"a" * (4 << 20)))
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            assert _read_until_closed(conn).startswith(b"HTTP/1.1 431 ")
+        assert "server" not in httpx2.get(classic.url + "/healthz").headers

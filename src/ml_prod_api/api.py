@@ -134,6 +134,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         metrics=metrics,
         model_fields=model_fields,
         routes=lambda: router.routes,
+        max_header_bytes=settings.max_header_bytes,
     )
     if settings.trusted_proxies:
         # uvicorn's own middleware; X-Forwarded-For is believed only from these peers.

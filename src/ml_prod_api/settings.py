@@ -104,6 +104,13 @@ class Settings(BaseSettings):
         le=600.0,
         description="The request line and headers must arrive within this.",
     )
+    max_header_bytes: int = Field(
+        default=16_384,
+        ge=1024,
+        le=1_048_576,
+        description="The request line and headers together; larger: 431 and the connection "
+        "closed (uvicorn's own limit for its h11 protocol is the same 16 KiB).",
+    )
     max_in_flight_requests: int = Field(
         default=256, ge=1, description="Prediction requests in flight before an immediate 429."
     )

@@ -59,11 +59,16 @@ class RequestContextMiddleware:
         metrics: Metrics,
         model_fields: Callable[[], dict[str, Any]],
         routes: Callable[[], list[Any]] = list,
+        max_header_bytes: int | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.model_fields = model_fields
         self.routes = routes
+        # The HTTP protocol (http/protocol.py) refuses large heads while they arrive; this is the
+        # same limit for a server started without it (uvicorn's own protocols), where the head
+        # is already buffered but at least goes no further (no key hashed, no route run).
+        self.max_header_bytes = max_header_bytes
 
     def _route_label(self, scope: Scope) -> str:
         route = scope.get("route")
@@ -108,7 +113,17 @@ class RequestContextMiddleware:
         scope[ARRIVED_SCOPE_KEY] = time.monotonic()
         self.metrics.in_flight.inc()
         try:
-            await self.app(scope, receive, send_wrapper)
+            if self.max_header_bytes is not None and _head_bytes(scope) > self.max_header_bytes:
+                await send_error(
+                    send_wrapper,
+                    431,
+                    "headers_too_large",
+                    f"the request line and headers exceed {self.max_header_bytes} bytes "
+                    "(MAX_HEADER_BYTES)",
+                    [(b"connection", b"close")],
+                )
+            else:
+                await self.app(scope, receive, send_wrapper)
         except Exception as exc:
             error_log.error(
                 "unhandled exception",
@@ -137,6 +152,14 @@ class RequestContextMiddleware:
                 },
             )
             request_id_var.reset(token)
+
+
+def _head_bytes(scope: Scope) -> int:
+    """The size of a request's line and headers, as they were sent (near enough)."""
+    size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") + 16
+    for name, value in scope["headers"]:
+        size += len(name) + len(value) + 4
+    return size
 
 
 class BodyTooLarge(HTTPException):

@@ -1,11 +1,15 @@
-"""A header-read timeout on uvicorn's httptools protocol (slow clients: RELIABILITY.md).
+"""uvicorn's httptools protocol with a header-read timeout and a header size limit (slow and
+hostile clients: RELIABILITY.md).
 
-Hand-written because uvicorn (0.54) has no header timeout: it times out only an idle kept-alive
-connection, so a connection that sends nothing, or its request line and headers a byte at a time
-(slowloris), stays open for good; and the app cannot help, it sees a request only once its headers
-are complete. nginx's `client_header_timeout` is the model. An HTTP protocol class is uvicorn's own
-extension point: `ml-prod-api serve` passes this one, the classic command selects it with
-`--http ml_prod_api.http.protocol:HeaderTimeoutProtocol`.
+Hand-written because uvicorn (0.54) has neither for httptools: it times out only an idle
+kept-alive connection, so a connection that sends nothing, or its request line and headers a byte
+at a time (slowloris), stays open for good; and it buffers a request line and headers of any size
+(uvicorn's size limit, `h11_max_incomplete_event_size`, exists for its h11 protocol only), so one
+50 MB header held the event loop for seconds and a few of them hundreds of megabytes. The app
+cannot help with either: it sees a request only once its headers are complete. nginx's
+`client_header_timeout` and `large_client_header_buffers` are the model. An HTTP protocol class is
+uvicorn's own extension point: `ml-prod-api serve` passes this one, the classic command selects it
+with `--http ml_prod_api.http.protocol:HeaderTimeoutProtocol`.
 """
 
 from __future__ import annotations
@@ -22,38 +26,47 @@ from uvicorn.server import ServerState
 
 log = logging.getLogger("ml_prod_api.http")
 
-# The one error envelope (http/errors.py); no request was parsed, so there is no request id.
-_BODY = orjson.dumps(
-    {
-        "error": {
-            "code": "request_timeout",
-            "message": "the request headers did not arrive in time (HEADER_READ_TIMEOUT_SECONDS)",
-            "request_id": "-",
-        }
-    }
-)
-# What follows the status line and uvicorn's default headers (Date).
-_REST = b"".join(
-    [
-        b"content-type: application/json\r\n",
-        b"content-length: %d\r\n" % len(_BODY),
-        b"connection: close\r\n\r\n",
-        _BODY,
-    ]
+
+def _envelope(code: str, message: str) -> bytes:
+    """What follows the status line and uvicorn's default headers (Date): the one error envelope
+    (http/errors.py), closing the connection. No request was parsed, so there is no request id."""
+    body = orjson.dumps({"error": {"code": code, "message": message, "request_id": "-"}})
+    return b"".join(
+        [
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+_TIMEOUT_REST = _envelope(
+    "request_timeout", "the request headers did not arrive in time (HEADER_READ_TIMEOUT_SECONDS)"
 )
 
 
 @functools.cache
-def configured_timeout() -> float:
-    """HEADER_READ_TIMEOUT_SECONDS, read on a process's first connection (each worker is a spawned
-    process of its own, and nothing reads the environment at import time)."""
+def configured_limits() -> tuple[float, int]:
+    """(HEADER_READ_TIMEOUT_SECONDS, MAX_HEADER_BYTES), read on a process's first connection
+    (each worker is a spawned process of its own, and nothing reads the environment at import
+    time)."""
     from ml_prod_api.settings import load_settings
 
-    return load_settings().header_read_timeout_seconds
+    settings = load_settings()
+    return settings.header_read_timeout_seconds, settings.max_header_bytes
+
+
+@functools.cache
+def _too_large_rest(limit: int) -> bytes:
+    return _envelope(
+        "headers_too_large",
+        f"the request line and headers exceed {limit} bytes (MAX_HEADER_BYTES)",
+    )
 
 
 class HeaderTimeoutProtocol(HttpToolsProtocol):
-    """Close a connection whose request headers are not complete in time.
+    """Close a connection whose request headers are not complete in time, or too large.
 
     The timer runs from the connection's start and, on a kept-alive connection, from the first
     byte of each later request (the idle time between requests is `TIMEOUT_KEEP_ALIVE`'s); it
@@ -61,10 +74,16 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     app). A partial request is answered `408 request_timeout`; a connection that sent nothing is
     closed without an answer (a client that writes to it later would read an unasked-for 408 as
     the reply to its request).
+
+    The bytes of a request line and headers are counted as they arrive; past `MAX_HEADER_BYTES`
+    the request is answered `431 headers_too_large` and the connection closed, having buffered
+    at most the limit and one read.
     """
 
     # Seconds; None: HEADER_READ_TIMEOUT_SECONDS from the settings.
     header_read_timeout_s: float | None = None
+    # Bytes; None: MAX_HEADER_BYTES from the settings.
+    max_header_bytes: int | None = None
 
     def __init__(
         self,
@@ -74,9 +93,16 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        timeout = self.header_read_timeout_s
-        self._header_timeout_s = timeout if timeout is not None else configured_timeout()
+        timeout, limit = self.header_read_timeout_s, self.max_header_bytes
+        if timeout is None or limit is None:
+            configured_timeout, configured_limit = configured_limits()
+            timeout = configured_timeout if timeout is None else timeout
+            limit = configured_limit if limit is None else limit
+        self._header_timeout_s = timeout
+        self._max_header_bytes = limit
         self._header_timer: asyncio.TimerHandle | None = None
+        self._head_bytes = 0  # of the request line and headers being read
+        self._heads_completed = 0
 
     def connection_made(  # type: ignore[override]
         self, transport: asyncio.Transport
@@ -85,7 +111,17 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         self._header_timer = self.loop.call_later(self._header_timeout_s, self._headers_late)
 
     def data_received(self, data: bytes) -> None:
+        completed = self._heads_completed
         super().data_received(data)
+        if self._header_timer is not None and not self.transport.is_closing():
+            # Still reading a request's head. A read that also completed an earlier head is not
+            # counted (how much of it is the new head is unknown; at most one read).
+            self._head_bytes = (
+                self._head_bytes + len(data) if self._heads_completed == completed else 0
+            )
+            if self._head_bytes > self._max_header_bytes:
+                self._refuse_large_head()
+                return
         # Bytes that begin no request (a bare CRLF between requests, which the parser skips)
         # still cancel uvicorn's keep-alive timer, and then no timer at all would be left: time
         # them like a request's headers. A few attribute reads per chunk.
@@ -105,6 +141,8 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._stop_header_timer()
+        self._head_bytes = 0
+        self._heads_completed += 1
         super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -137,5 +175,20 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         if started:
             head = [b"HTTP/1.1 408 Request Timeout\r\n"]
             head += [b"%s: %s\r\n" % header for header in self.server_state.default_headers]
-            self.transport.write(b"".join(head) + _REST)
+            self.transport.write(b"".join(head) + _TIMEOUT_REST)
+        self.transport.close()
+
+    def _refuse_large_head(self) -> None:
+        self._stop_header_timer()
+        log.info(
+            "request headers too large: refused and closed",
+            extra={
+                "event": "headers_too_large",
+                "client": self.client[0] if self.client else None,
+                "limit_bytes": self._max_header_bytes,
+            },
+        )
+        head = [b"HTTP/1.1 431 Request Header Fields Too Large\r\n"]
+        head += [b"%s: %s\r\n" % header for header in self.server_state.default_headers]
+        self.transport.write(b"".join(head) + _too_large_rest(self._max_header_bytes))
         self.transport.close()
