@@ -206,3 +206,38 @@ def test_fast_scorer_equals_scikit_learn_transform(provider: TfidfProvider) -> N
     # and batch composition does not change a text's score
     singles = np.concatenate([model.fast_logits([n]) for n in normalized])
     assert np.abs(singles - fast).max() < 1e-9
+
+
+def test_the_word_cache_is_bounded_in_bytes(provider: TfidfProvider) -> None:
+    """Distinct long random "words" (as an attacker sends them) must not grow the scorer's
+    memory past its budget: each 5,000-letter word used to stay cached with its 20,000 n-gram
+    ids, up to 131,072 of them."""
+    import random
+    import string
+    import tracemalloc
+
+    from ml_prod_api.providers.tfidf import fast
+
+    budget = 128 << 10  # small, so that a few long words would pass it (tracing is slow)
+    model = provider.model
+    assert model.fast is not None
+    scorer = fast.FastLinearScorer(
+        model.word, model.char, model.coef_word, model.coef_char, cache_bytes=budget
+    )
+    rng = random.Random(16)
+    letters = string.ascii_lowercase + "äöüßéèñçøå"
+    entries = fast.word_cache_entries(model.char.get_params()["ngram_range"], budget)
+    short = fast.MAX_CACHED_WORD_CHARS
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(6):  # about 350 KB of n-gram ids if they were kept
+            scorer.linear(["".join(rng.choices(letters, k=5000))])
+        # Then twice as many distinct words of the longest cached length as the cache holds.
+        for _ in range(2 * entries // 50):
+            scorer.linear([" ".join("".join(rng.choices(letters, k=short)) for _ in range(50))])
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert scorer.cached_char_ids.cache_info().currsize <= entries
+    assert grown <= budget, f"{grown} bytes held after the cache filled, budget {budget}"

@@ -6,7 +6,8 @@ looks each up, and then validates and normalises a sparse matrix built for gener
 module computes the same logit from the same fitted vectorizers:
 
 - character n-grams only ever span one word (`char_wb`), so each distinct word's n-gram ids are
-  computed once with scikit-learn's own `_char_wb_ngrams` and cached (words repeat: Zipf);
+  computed once with scikit-learn's own `_char_wb_ngrams` and cached (words repeat: Zipf); the
+  cache is bounded in bytes, not only in entries (`word_cache_entries`);
 - the counts of a whole batch are gathered with one `np.unique`, and sublinear tf, idf, the L2
   norm and the dot product with the weights are done with vectorised numpy.
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -28,8 +30,34 @@ import numpy as np
 if TYPE_CHECKING:
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-# Distinct words remembered for their character n-gram ids (about 100 bytes each).
-WORD_CACHE_SIZE = 1 << 17
+# The memory the word cache may take. An entry's size grows with its word's length (a word of n
+# characters has about 4n n-grams), so a cap on entries alone let distinct random 5,000-letter
+# "words" fill it with 64 KB each: gigabytes. Words longer than MAX_CACHED_WORD_CHARS are never
+# cached (real words are shorter; a long one costs its own n-grams once per request, as any text
+# costs its length), and the number of entries is what the budget holds of the largest entry.
+WORD_CACHE_BYTES = 32 << 20
+MAX_CACHED_WORD_CHARS = 24
+# A cached entry beyond its key and value: functools.lru_cache's link and its dict slot.
+_LRU_ENTRY_OVERHEAD_BYTES = 128
+
+
+def word_cache_entries(
+    ngram_range: tuple[int, int],
+    budget_bytes: int = WORD_CACHE_BYTES,
+    max_word_chars: int = MAX_CACHED_WORD_CHARS,
+) -> int:
+    """How many words fit in `budget_bytes` when every entry is as large as one can be: the
+    longest cached word, in the widest string representation, with every n-gram in the
+    vocabulary (the ids themselves are the vocabulary's own int objects, shared)."""
+    low, high = ngram_range
+    padded = max_word_chars + 2  # char_wb pads each word with a space on both sides
+    grams = sum(max(0, padded - n + 1) for n in range(low, high + 1))
+    largest = (
+        sys.getsizeof("\U0010ffff" * max_word_chars)
+        + sys.getsizeof(tuple(range(grams)))
+        + _LRU_ENTRY_OVERHEAD_BYTES
+    )
+    return max(1, budget_bytes // largest)
 
 _EXPECTED = {
     "lowercase": False,
@@ -84,7 +112,7 @@ class FastLinearScorer:
         char: TfidfVectorizer,
         coef_word: np.ndarray,
         coef_char: np.ndarray,
-        cache_size: int = WORD_CACHE_SIZE,
+        cache_bytes: int = WORD_CACHE_BYTES,
     ) -> None:
         self.word_vocab: dict[str, int] = word.vocabulary_
         self.char_vocab: dict[str, int] = char.vocabulary_
@@ -96,8 +124,8 @@ class FastLinearScorer:
         self.token_pattern = re.compile(word.token_pattern)
         # scikit-learn's own n-gram function, so the grams are the very same strings.
         self._char_wb_ngrams: Callable[[str], list[str]] = char._char_wb_ngrams
-        self.word_char_ids: Callable[[str], tuple[int, ...]] = functools.lru_cache(
-            maxsize=cache_size
+        self.cached_char_ids: Callable[[str], tuple[int, ...]] = functools.lru_cache(
+            maxsize=word_cache_entries(char.get_params()["ngram_range"], cache_bytes)
         )(self._char_ids)
 
     def _char_ids(self, word: str) -> tuple[int, ...]:
@@ -118,14 +146,17 @@ class FastLinearScorer:
         word_lengths: list[int] = []
         char_ids: list[int] = []
         char_lengths: list[int] = []
-        char_of = self.word_char_ids
+        cached, uncached = self.cached_char_ids, self._char_ids
         for doc in normalized:
             ids = self._word_ids(doc)
             word_ids.extend(ids)
             word_lengths.append(len(ids))
             before = len(char_ids)
             for word in doc.split():
-                char_ids.extend(char_of(word))
+                if len(word) > MAX_CACHED_WORD_CHARS:
+                    char_ids.extend(uncached(word))
+                else:
+                    char_ids.extend(cached(word))
             char_lengths.append(len(char_ids) - before)
         n = len(normalized)
         word_part = _linear_part(word_ids, word_lengths, n, self.word_idf, self.coef_word)
