@@ -268,3 +268,13 @@ def test_shipped_transformer_checkpoint_serves_and_matches_its_onnx_export() -> 
     threshold = torch_model.default_threshold
     assert threshold is not None
     assert list(fp16 >= threshold) == [False, True, False, True, False]
+
+
+def test_a_lone_surrogate_is_scored_like_a_replacement_character(
+    checkpoint: Path, onnx_dir: Path
+) -> None:
+    # JSON may carry a lone surrogate escape ("\ud800"); Rust tokenizers cannot take it, and it
+    # used to fail the request with 500 on these providers while tfidf scored it.
+    for provider in (_transformer(checkpoint), _onnx(onnx_dir)):
+        lone, replaced = provider.predict_batch(["hello \ud800 you idiot", "hello \ufffd you idiot"])
+        assert lone.probability_toxic == pytest.approx(replaced.probability_toxic, abs=1e-6)

@@ -12,6 +12,7 @@ Over 300 lines on purpose: it is the whole shared half of two providers, each pi
 
 from __future__ import annotations
 
+import re
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from ml_prod_api.providers.base import Provider, Score
 CONFIG_FILE = "config.json"
 METADATA_FILE = "metadata.json"
 DEFAULT_MAX_LENGTH = 128
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # Label names taken to mean "toxic" when TOXIC_LABEL is not set, in order of preference.
 TOXIC_NAMES = ("toxic", "toxicity", "offensive", "off", "abusive", "hate", "label_1")
 
@@ -70,6 +72,16 @@ class LabelMap:
         if n < 2 and not multi:
             raise ModelLoadError("a single-label head needs at least two labels")
         return cls(names=names, toxic_index=index, multi_label=multi)
+
+
+def encodable(text: str) -> str:
+    """`text` with each lone surrogate replaced by U+FFFD. JSON can carry one (`"\\ud800"`,
+    which Python's decoder accepts; a valid pair becomes one code point), and the Rust tokenizers
+    refuse any string that is not valid UTF-8: scored as the replacement character, as a UTF-8
+    decoder reads broken bytes."""
+    if text.isascii():
+        return text
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def read_metadata(directory: Path) -> dict[str, Any]:
@@ -333,7 +345,11 @@ class WindowedClassifier(Provider):
 
     def preprocess(self, texts: Sequence[str]) -> Windows:
         return Windows.build(
-            self.token_ids(texts), self.max_length, self.stride, self.cls_id, self.sep_id
+            self.token_ids([encodable(text) for text in texts]),
+            self.max_length,
+            self.stride,
+            self.cls_id,
+            self.sep_id,
         )
 
     def forward(
