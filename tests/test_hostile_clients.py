@@ -124,3 +124,73 @@ def test_the_readme_classic_command_holds_like_serve(tmp_path: Path) -> None:
                 pass
             assert _read_until_closed(conn).startswith(b"HTTP/1.1 431 ")
         assert "server" not in httpx2.get(classic.url + "/healthz").headers
+
+
+def _metric(server: LoggedServer, route: str, status: int) -> float:
+    text = httpx2.get(server.url + "/metrics").text
+    needle = f'http_requests_total{{route="{route}",status="{status}"}} '
+    for line in text.splitlines():
+        if line.startswith(needle):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_a_client_that_leaves_mid_body_is_counted_as_499_not_500(server: LoggedServer) -> None:
+    before = _metric(server, "/v1/predict", 499)
+    with _connect(server) as conn:
+        conn.sendall(
+            b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n{\"text\": \"hel"
+        )
+    # The server notices the close at its next read; wait for its access line.
+    for _ in range(100):
+        if _metric(server, "/v1/predict", 499) > before:
+            break
+        import time
+
+        time.sleep(0.05)
+    assert _metric(server, "/v1/predict", 499) == before + 1
+    assert _metric(server, "/v1/predict", 500) == 0
+    assert not [r for r in server.log_records() if r.get("level") == "ERROR"]
+
+
+def test_a_malformed_chunked_body_is_answered_and_counted_as_400(server: LoggedServer) -> None:
+    before = _metric(server, "/v1/predict", 400)
+    with _connect(server) as conn:
+        conn.sendall(
+            b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"tex\r\nzz-not-a-size\r\n"
+        )
+        answer = _read_until_closed(conn)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert json.loads(body)["error"]["code"] == "bad_request"
+    for _ in range(100):
+        if _metric(server, "/v1/predict", 400) > before:
+            break
+        import time
+
+        time.sleep(0.05)
+    assert _metric(server, "/v1/predict", 400) == before + 1
+    assert _metric(server, "/v1/predict", 500) == 0
+
+
+def test_an_unparseable_request_gets_the_envelope_a_log_line_and_a_metric(
+    server: LoggedServer,
+) -> None:
+    before = _metric(server, "<unmatched>", 400)
+    with _connect(server) as conn:
+        conn.sendall(b"GET /secret-sentinel-path HTTP/1.1\r\nHo st: x\r\n\r\n")
+        answer = _read_until_closed(conn)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"application/json" in head
+    assert json.loads(body)["error"] == {
+        "code": "bad_request",
+        "message": "the request is not valid HTTP/1.1",
+        "request_id": "-",
+    }
+    assert _metric(server, "<unmatched>", 400) == before + 1
+    lines = [r for r in server.log_records() if r.get("event") == "http_parse_error"]
+    assert lines
+    assert "secret-sentinel-path" not in server.output()

@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings = load_settings()
     configure_logging(settings.log_level)
     metrics = Metrics()
+    metrics.serve_process()
     board = (
         WorkerBoard(Path(metrics.multiprocess_dir), settings.web_concurrency)
         if metrics.multiprocess_dir and settings.web_concurrency > 1

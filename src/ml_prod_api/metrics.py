@@ -12,6 +12,7 @@ numeric code, `provider` and `label` come from fixed sets. No label ever carries
 from __future__ import annotations
 
 import os
+import weakref
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
@@ -41,7 +42,15 @@ LENGTH_BUCKETS = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 5000, 10000)
 
 UNMATCHED_ROUTE = "<unmatched>"
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "UNMATCHED_ROUTE"]
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "UNMATCHED_ROUTE", "serving_metrics"]
+
+# The metrics of the app this process serves, for what happens before a request reaches it (the
+# HTTP protocol's refusals of requests it could not parse): a weak reference, set by the app.
+_serving: weakref.ref[Metrics] | None = None
+
+
+def serving_metrics() -> Metrics | None:
+    return _serving() if _serving is not None else None
 
 
 class Metrics:
@@ -138,6 +147,11 @@ class Metrics:
         self._request_children: dict[tuple[str, int], tuple[Any, Any]] = {}
         for reason in ("queue_full", "deadline_unreachable", "too_costly", "deadline", "cancelled"):
             self.rejected.labels(reason)
+
+    def serve_process(self) -> None:
+        """Make these the metrics that `serving_metrics()` returns in this process."""
+        global _serving
+        _serving = weakref.ref(self)
 
     # --- called by the serving layer ---------------------------------------------------------
     def set_ready(self, ready: bool) -> None:

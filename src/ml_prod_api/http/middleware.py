@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -34,6 +35,9 @@ _SANE_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
 LOG_SCOPE_KEY = "ml_prod_api.log"
 ARRIVED_SCOPE_KEY = "ml_prod_api.arrived"  # time.monotonic() when the request came in
+# Set by the HTTP protocol when the rest of a request (its body) could not be parsed: the protocol
+# has answered 400 and closed, and the app sees the connection end.
+UNPARSEABLE_SCOPE_KEY = "ml_prod_api.unparseable"
 
 # Generated ids: a random per-process prefix and a counter, unique across processes and
 # restarts like a UUID but without a urandom call per request.
@@ -124,6 +128,11 @@ class RequestContextMiddleware:
                 )
             else:
                 await self.app(scope, receive, send_wrapper)
+        except ClientDisconnect:
+            # The connection ended before the body was in: the client left (nginx's 499), or the
+            # protocol refused a body it could not parse (and answered 400 itself). Nobody reads
+            # an answer; nothing failed here.
+            status = 400 if scope.get(UNPARSEABLE_SCOPE_KEY) else 499
         except Exception as exc:
             error_log.error(
                 "unhandled exception",

@@ -24,6 +24,9 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from ml_prod_api.http.middleware import UNPARSEABLE_SCOPE_KEY
+from ml_prod_api.metrics import UNMATCHED_ROUTE, serving_metrics
+
 log = logging.getLogger("ml_prod_api.http")
 
 
@@ -41,6 +44,7 @@ def _envelope(code: str, message: str) -> bytes:
     )
 
 
+_UNPARSEABLE_REST = _envelope("bad_request", "the request is not valid HTTP/1.1")
 _TIMEOUT_REST = _envelope(
     "request_timeout", "the request headers did not arrive in time (HEADER_READ_TIMEOUT_SECONDS)"
 )
@@ -63,6 +67,13 @@ def _too_large_rest(limit: int) -> bytes:
         "headers_too_large",
         f"the request line and headers exceed {limit} bytes (MAX_HEADER_BYTES)",
     )
+
+
+def _count_refusal(status: int) -> None:
+    """A request refused before the app saw it, in `http_requests_total` as an unmatched route."""
+    metrics = serving_metrics()
+    if metrics is not None:
+        metrics.observe_request(UNMATCHED_ROUTE, status, 0.0)
 
 
 class HeaderTimeoutProtocol(HttpToolsProtocol):
@@ -173,9 +184,33 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
             },
         )
         if started:
+            _count_refusal(408)
             head = [b"HTTP/1.1 408 Request Timeout\r\n"]
             head += [b"%s: %s\r\n" % header for header in self.server_state.default_headers]
             self.transport.write(b"".join(head) + _TIMEOUT_REST)
+        self.transport.close()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes it cannot parse (a bad request line, header or chunk size),
+        in the envelope instead of plain text, logged and counted: uvicorn only writes a warning
+        without the client, and the app never hears of a request that did not parse."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            # The body of a request the app is reading: its access line and metric record 400.
+            cycle.scope[UNPARSEABLE_SCOPE_KEY] = True  # type: ignore[index]
+        else:
+            log.info(
+                "request could not be parsed: answered 400 and closed",
+                extra={
+                    "event": "http_parse_error",
+                    "client": self.client[0] if self.client else None,
+                },
+            )
+            _count_refusal(400)
+        self._stop_header_timer()
+        head = [b"HTTP/1.1 400 Bad Request\r\n"]
+        head += [b"%s: %s\r\n" % header for header in self.server_state.default_headers]
+        self.transport.write(b"".join(head) + _UNPARSEABLE_REST)
         self.transport.close()
 
     def _refuse_large_head(self) -> None:
@@ -188,6 +223,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
                 "limit_bytes": self._max_header_bytes,
             },
         )
+        _count_refusal(431)
         head = [b"HTTP/1.1 431 Request Header Fields Too Large\r\n"]
         head += [b"%s: %s\r\n" % header for header in self.server_state.default_headers]
         self.transport.write(b"".join(head) + _too_large_rest(self._max_header_bytes))
