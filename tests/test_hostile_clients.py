@@ -3,8 +3,10 @@ it: slow bodies, oversized headers, disconnects, unparseable requests, forwarded
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +21,12 @@ pytestmark = [pytest.mark.integration]
 def _connect(server: LoggedServer) -> socket.socket:
     conn = socket.create_connection(("127.0.0.1", server.port), timeout=20)
     return conn
+
+
+def _send_until_closed(conn: socket.socket, data: bytes) -> None:
+    """Send `data`; a server that refuses early may close before it has all of it."""
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        conn.sendall(data)
 
 
 def _read_until_closed(conn: socket.socket) -> bytes:
@@ -61,12 +69,8 @@ def _head_with(pad: bytes, header: bytes = b"X-Pad") -> bytes:
 
 def test_an_oversized_header_is_refused_early_with_431(server: LoggedServer) -> None:
     with _connect(server) as conn:
-        try:
-            # 4 MB, far more than MAX_HEADER_BYTES (16 KiB): refused once the limit is passed,
-            # so the server may close before the client has sent it all.
-            conn.sendall(_head_with(b"a" * (4 << 20)))
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        # 4 MB, far more than MAX_HEADER_BYTES (16 KiB): refused once the limit is passed.
+        _send_until_closed(conn, _head_with(b"a" * (4 << 20)))
         answer = _read_until_closed(conn)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 431 "), answer[:200]
@@ -79,10 +83,7 @@ def test_an_oversized_header_is_refused_early_with_431(server: LoggedServer) -> 
 
 def test_a_huge_api_key_is_refused_before_it_is_hashed(server: LoggedServer) -> None:
     with _connect(server) as conn:
-        try:
-            conn.sendall(_head_with(b"k" * (1 << 20), header=b"X-API-Key"))
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        _send_until_closed(conn, _head_with(b"k" * (1 << 20), header=b"X-API-Key"))
         assert _read_until_closed(conn).startswith(b"HTTP/1.1 431 ")
 
 
@@ -118,10 +119,7 @@ def test_the_readme_classic_command_holds_like_serve(tmp_path: Path) -> None:
         ]
         assert statuses == [200, 200, 200, 429, 429]
         with _connect(classic) as conn:
-            try:
-                conn.sendall(_head_with(b"a" * (4 << 20)))
-            except (BrokenPipeError, ConnectionResetError):
-                pass
+            _send_until_closed(conn, _head_with(b"a" * (4 << 20)))
             assert _read_until_closed(conn).startswith(b"HTTP/1.1 431 ")
         assert "server" not in httpx2.get(classic.url + "/healthz").headers
 
@@ -135,6 +133,14 @@ def _metric(server: LoggedServer, route: str, status: int) -> float:
     return 0.0
 
 
+def _wait_for_metric(server: LoggedServer, route: str, status: int, before: float) -> None:
+    """The server notices a closed connection at its next read: wait for the request's count."""
+    for _ in range(200):
+        if _metric(server, route, status) > before:
+            return
+        time.sleep(0.05)
+
+
 def test_a_client_that_leaves_mid_body_is_counted_as_499_not_500(server: LoggedServer) -> None:
     before = _metric(server, "/v1/predict", 499)
     with _connect(server) as conn:
@@ -142,13 +148,7 @@ def test_a_client_that_leaves_mid_body_is_counted_as_499_not_500(server: LoggedS
             b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Content-Length: 1000\r\n\r\n{\"text\": \"hel"
         )
-    # The server notices the close at its next read; wait for its access line.
-    for _ in range(100):
-        if _metric(server, "/v1/predict", 499) > before:
-            break
-        import time
-
-        time.sleep(0.05)
+    _wait_for_metric(server, "/v1/predict", 499, before)
     assert _metric(server, "/v1/predict", 499) == before + 1
     assert _metric(server, "/v1/predict", 500) == 0
     assert not [r for r in server.log_records() if r.get("level") == "ERROR"]
@@ -165,12 +165,7 @@ def test_a_malformed_chunked_body_is_answered_and_counted_as_400(server: LoggedS
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 ")
     assert json.loads(body)["error"]["code"] == "bad_request"
-    for _ in range(100):
-        if _metric(server, "/v1/predict", 400) > before:
-            break
-        import time
-
-        time.sleep(0.05)
+    _wait_for_metric(server, "/v1/predict", 400, before)
     assert _metric(server, "/v1/predict", 400) == before + 1
     assert _metric(server, "/v1/predict", 500) == 0
 

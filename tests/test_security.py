@@ -227,3 +227,25 @@ def test_security_headers(client: TestClient) -> None:
         assert "default-src 'none'" in r.headers["content-security-policy"]
     assert "content-security-policy" not in client.get("/docs").headers
     assert client.post("/v1/predict", json={"text": "hi"}).headers["cache-control"] == "no-store"
+
+
+def test_invalid_requests_are_charged_against_the_rate_limit() -> None:
+    with running_client(rate_limit="3/minute") as c:
+        for _ in range(3):
+            assert c.post("/v1/predict", json={"text": ""}).status_code == 422  # one unit each
+        _limited(c.post("/v1/predict", json={"text": "valid, but the budget is spent"}))
+        # Once spent, even a large invalid body is refused before it is parsed.
+        json_type = {"content-type": "application/json"}
+        r = c.post("/v1/predict", content=b"[" * 100_000, headers=json_type)
+        assert r.status_code == 429
+        assert r.json()["error"]["code"] == "rate_limited"
+
+
+def test_a_batch_larger_than_the_whole_limit_is_refused_as_never_possible() -> None:
+    with running_client(rate_limit="3/minute") as c:
+        r = c.post("/v1/predict_batch", json={"texts": ["a"] * 5})
+        assert r.status_code == 413, r.text
+        assert r.json()["error"]["code"] == "cost_exceeds_rate_limit"
+        assert "retry-after" not in r.headers
+        # Nothing was charged: the whole budget is still there.
+        assert c.post("/v1/predict_batch", json={"texts": ["a"] * 3}).status_code == 200

@@ -276,5 +276,6 @@ def test_a_lone_surrogate_is_scored_like_a_replacement_character(
     # JSON may carry a lone surrogate escape ("\ud800"); Rust tokenizers cannot take it, and it
     # used to fail the request with 500 on these providers while tfidf scored it.
     for provider in (_transformer(checkpoint), _onnx(onnx_dir)):
-        lone, replaced = provider.predict_batch(["hello \ud800 you idiot", "hello \ufffd you idiot"])
+        texts = ["hello \ud800 you idiot", "hello \ufffd you idiot"]
+        lone, replaced = provider.predict_batch(texts)
         assert lone.probability_toxic == pytest.approx(replaced.probability_toxic, abs=1e-6)

@@ -197,7 +197,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             # The body of a request the app is reading: its access line and metric record 400.
-            cycle.scope[UNPARSEABLE_SCOPE_KEY] = True  # type: ignore[index]
+            cycle.scope[UNPARSEABLE_SCOPE_KEY] = True  # type: ignore[literal-required]
         else:
             log.info(
                 "request could not be parsed: answered 400 and closed",

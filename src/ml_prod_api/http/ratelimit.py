@@ -8,6 +8,11 @@ strategies and storages with async calls we can bound with a timeout.
 
 The caller is the API key's name when auth is on, else the client address (after trusted-proxy
 handling, so a caller cannot choose its own bucket with `X-Forwarded-For`).
+
+Every request is charged, an invalid one one unit (as Google's quotas count failed requests):
+otherwise a caller whose budget is spent could keep a core busy with large bodies that fail
+validation. Once a caller's budget is spent, this process remembers until when, and refuses its
+next requests before their bodies are read (`refuse_if_spent`), without asking the storage.
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ from ml_prod_api.metrics import Metrics
 from ml_prod_api.settings import Settings
 
 log = logging.getLogger("ml_prod_api.ratelimit")
+
+# Callers remembered as spent; beyond this many (spread over many addresses), new ones are not
+# remembered and are refused by the storage instead, as before.
+_MAX_SPENT_CALLERS = 10_000
 
 _STRATEGIES: dict[str, type[strategies.RateLimiter]] = {
     "fixed-window": strategies.FixedWindowRateLimiter,
@@ -82,6 +91,31 @@ class RateLimiter:
         self.strategy = _STRATEGIES[settings.rate_limit_strategy](self.storage)
         self.fail_open = settings.rate_limit_fail_open
         self.metrics = metrics
+        # caller -> (time.time() its budget returns, the 429 it was given)
+        self._spent: dict[str, tuple[float, ApiError]] = {}
+
+    def refuse_if_spent(self, caller: str) -> None:
+        """Raise the caller's last 429 again while its budget is known to be spent."""
+        spent = self._spent.get(caller)
+        if spent is None:
+            return
+        until, refusal = spent
+        now = time.time()
+        if now >= until:
+            del self._spent[caller]
+            return
+        self.metrics.rate_limited.inc()
+        headers = dict(refusal.headers or {})
+        headers["Retry-After"] = str(max(1, math.ceil(until - now)))
+        raise ApiError(refusal.status, refusal.code, refusal.message, headers=headers)
+
+    def _remember_spent(self, caller: str, until: float, refusal: ApiError) -> None:
+        if len(self._spent) >= _MAX_SPENT_CALLERS:
+            now = time.time()
+            self._spent = {k: v for k, v in self._spent.items() if v[0] > now}
+            if len(self._spent) >= _MAX_SPENT_CALLERS:
+                return
+        self._spent[caller] = (until, refusal)
 
     async def aclose(self) -> None:
         if self._pool is not None:
@@ -112,6 +146,16 @@ class RateLimiter:
             ) from None
 
     async def _check(self, items: list[RateLimitItem], caller: str, cost: int) -> Decision:
+        for item in items:
+            if cost > item.amount:
+                # It could never pass: a 429 with Retry-After would be retried for ever.
+                raise ApiError(
+                    413,
+                    "cost_exceeds_rate_limit",
+                    f"this request costs {cost} (one unit a text), more than the whole rate "
+                    f"limit of {item.amount} per {item.get_expiry()} s; send at most "
+                    f"{item.amount} texts a request",
+                )
         tightest: tuple[RateLimitItem, int, float] | None = None
         for item in items:
             if not await self.strategy.hit(item, caller, cost=cost):
@@ -120,13 +164,16 @@ class RateLimiter:
                 retry = max(1, math.ceil(stats.reset_time - time.time()))
                 headers["Retry-After"] = str(retry)
                 self.metrics.rate_limited.inc()
-                raise ApiError(
+                refusal = ApiError(
                     429,
                     "rate_limited",
                     f"rate limit of {item.amount} per {item.get_expiry()} s exceeded "
                     f"(this request costs {cost})",
                     headers=headers,
                 )
+                if stats.remaining <= 0:
+                    self._remember_spent(caller, stats.reset_time, refusal)
+                raise refusal
             stats = await self.strategy.get_window_stats(item, caller)
             if tightest is None or stats.remaining < tightest[1]:
                 tightest = (item, stats.remaining, stats.reset_time)

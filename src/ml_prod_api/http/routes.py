@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from ml_prod_api import API_VERSION, __version__
 from ml_prod_api.http.auth import CALLER_SCOPE_KEY
-from ml_prod_api.http.errors import error_body
+from ml_prod_api.http.errors import ApiError, error_body
 from ml_prod_api.http.middleware import ARRIVED_SCOPE_KEY, request_log_fields
 from ml_prod_api.http.moderations import check_model, moderation_body, moderation_texts
 from ml_prod_api.http.schemas import (
@@ -37,7 +37,7 @@ from ml_prod_api.http.schemas import (
     ServiceInfo,
 )
 from ml_prod_api.http.state import AppState, app_state
-from ml_prod_api.http.validation import check_batch, check_text, parse_body
+from ml_prod_api.http.validation import Body, check_batch, check_text, parse_body
 from ml_prod_api.logs import request_id_var
 from ml_prod_api.metrics import CONTENT_TYPE_LATEST, Metrics
 from ml_prod_api.providers.base import Contribution, Score
@@ -160,16 +160,40 @@ def _disconnected(request: Request) -> Callable[[], Awaitable[None]]:
     return wait
 
 
-async def _rate_limit(request: Request, state: AppState, cost: int) -> dict[str, str]:
-    limiter = state.rate_limiter
-    if limiter is None:
-        return {}
+def _caller(request: Request) -> str:
     caller = request.scope.get(CALLER_SCOPE_KEY)
     if caller is None:
         client = request.scope.get("client")
         caller = f"ip:{client[0]}" if client else "ip:unknown"
-    decision = await limiter.check(caller, cost)
+    return str(caller)
+
+
+async def _rate_limit(request: Request, state: AppState, cost: int) -> dict[str, str]:
+    limiter = state.rate_limiter
+    if limiter is None:
+        return {}
+    decision = await limiter.check(_caller(request), cost)
     return decision.headers
+
+
+async def _valid_body(
+    request: Request, state: AppState, model: type[Body], check: Callable[[Body, Settings], None]
+) -> Body:
+    """The request's body as `model`, passed through `check` (the settings' limits). With rate
+    limits, a caller whose budget is spent is refused before its body is read, and an invalid
+    body costs one unit: validation is work too."""
+    limiter = state.rate_limiter
+    if limiter is not None:
+        limiter.refuse_if_spent(_caller(request))
+    settings = state.settings
+    try:
+        body = parse_body(await request.body(), request.headers.get("content-type"), model)
+        check(body, settings)
+    except ApiError:
+        if limiter is not None:
+            await limiter.check(_caller(request), 1)
+        raise
+    return body
 
 
 def _respond(payload: dict[str, Any], result: InferenceResult, headers: dict[str, str]) -> Response:
@@ -234,8 +258,9 @@ def _json_body(model: type[BaseModel]) -> dict[str, Any]:
 )
 async def predict(request: Request) -> Response:
     state = app_state(request.app)
-    body = parse_body(await request.body(), request.headers.get("content-type"), PredictRequest)
-    check_text(body.text, "text", state.settings.max_text_length)
+    body = await _valid_body(
+        request, state, PredictRequest, lambda b, s: check_text(b.text, "text", s.max_text_length)
+    )
     preds, result, headers = await _score(request, state, [body.text], explain=body.explain)
     return _respond({"prediction": preds[0]}, result, headers)
 
@@ -250,11 +275,12 @@ async def predict(request: Request) -> Response:
 )
 async def predict_batch(request: Request) -> Response:
     state = app_state(request.app)
-    settings = state.settings
-    body = parse_body(
-        await request.body(), request.headers.get("content-type"), BatchPredictRequest
+    body = await _valid_body(
+        request,
+        state,
+        BatchPredictRequest,
+        lambda b, s: check_batch(b.texts, s.max_texts_per_request, s.max_text_length),
     )
-    check_batch(body.texts, settings.max_texts_per_request, settings.max_text_length)
     preds, result, headers = await _score(request, state, body.texts)
     return _respond({"predictions": preds}, result, headers)
 

@@ -352,9 +352,7 @@ class WindowedClassifier(Provider):
             self.sep_id,
         )
 
-    def forward(
-        self, windows: Windows, abandoned: Callable[[], bool] | None = None
-    ) -> np.ndarray:
+    def forward(self, windows: Windows, abandoned: Callable[[], bool] | None = None) -> np.ndarray:
         """Logits of every window, in forward chunks of at most `forward_batch_size` windows;
         `abandoned` is checked between chunks (raising `WorkAbandoned`)."""
         assert self.labels is not None

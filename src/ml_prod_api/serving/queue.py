@@ -39,6 +39,7 @@ def text_cost(texts: Sequence[str]) -> int:
     """The cost of scoring `texts`: their characters plus PER_TEXT_COST each."""
     return sum(map(len, texts)) + PER_TEXT_COST * len(texts)
 
+
 # What a job's future resolves to: one score per text, and the explanation if one was asked for.
 Outcome = tuple[list[Score], list[Contribution] | None]
 

@@ -59,6 +59,7 @@ def word_cache_entries(
     )
     return max(1, budget_bytes // largest)
 
+
 _EXPECTED = {
     "lowercase": False,
     "preprocessor": None,
