@@ -32,7 +32,8 @@ def test_failed_load_stays_alive_and_says_why(client_factory) -> None:  # type: 
     c = client_factory(stub_load_error="model file not found: /nowhere/model.bin")
     r = c.get("/readyz")
     assert r.status_code == 503
-    assert r.json()["status"] == "failed: model file not found: /nowhere/model.bin"
+    # The reason without the deployment's paths (the log line keeps them).
+    assert r.json()["status"] == "failed: model file not found: model.bin"
     assert c.get("/healthz").status_code == 200
     for path, body in (("/v1/predict", {"text": "hi"}), ("/v1/predict_batch", {"texts": ["hi"]})):
         r = c.post(path, json=body)
@@ -40,6 +41,23 @@ def test_failed_load_stays_alive_and_says_why(client_factory) -> None:  # type: 
         assert r.json()["error"]["code"] == "model_not_ready"
     assert c.get("/").json()["ready"] is False
     assert "model_ready 0.0" in c.get("/metrics").text
+
+
+def test_a_failed_load_shows_no_paths_or_digests(client_factory, caplog) -> None:  # type: ignore[no-untyped-def]
+    reason = (
+        "model file /srv/app/models/tfidf/model.joblib is corrupt or was replaced: sha256 "
+        "65f708676c1a... does not match fd19857b2008aa11 recorded in metadata.json"
+    )
+    c = client_factory(stub_load_error=reason)
+    status = c.get("/readyz").json()["status"]
+    assert status == (
+        "failed: model file model.joblib is corrupt or was replaced: sha256 <digest> does not "
+        "match <digest> recorded in metadata.json"
+    )
+    message = c.post("/v1/predict", json={"text": "hi"}).json()["error"]["message"]
+    assert "/srv/app" not in message and "65f708676c1a" not in message
+    lines = [r for r in caplog.records if getattr(r, "event", None) == "model_load_failed"]
+    assert reason in lines[0].getMessage()
 
 
 def test_failed_load_logs_one_clear_line(client_factory, caplog) -> None:  # type: ignore[no-untyped-def]

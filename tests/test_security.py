@@ -249,3 +249,17 @@ def test_a_batch_larger_than_the_whole_limit_is_refused_as_never_possible() -> N
         assert "retry-after" not in r.headers
         # Nothing was charged: the whole budget is still there.
         assert c.post("/v1/predict_batch", json={"texts": ["a"] * 3}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-API-Key": "", "Authorization": "Bearer alice-secret-1"},
+        {"X-API-Key": "bob-secret-2", "Authorization": "Bearer alice-secret-1"},
+    ],
+)
+def test_two_credentials_are_refused_not_chosen_between(headers: dict[str, str]) -> None:
+    with running_client(api_keys=KEYS) as c:
+        r = c.post("/v1/predict", json={"text": "hi"}, headers=headers)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["code"] == "conflicting_credentials"

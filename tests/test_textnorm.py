@@ -92,3 +92,9 @@ def test_lexicon_is_lowercase_words() -> None:
 def test_empty_and_whitespace() -> None:
     assert normalize("") == ""
     assert normalize(" \u200b ") == ""
+
+
+def test_a_character_that_expands_eighteenfold_is_cut_at_a_bounded_length() -> None:
+    # U+FDFA decomposes into 18 characters: 5,000 of them used to cost as 90,000.
+    assert len(normalize("\ufdfa" * 5000)) <= 4 * 5000
+    assert normalize("안녕하세요 친구") == "안녕하세요 친구"  # Hangul: decomposed, then recomposed

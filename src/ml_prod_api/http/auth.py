@@ -104,13 +104,23 @@ class ApiKeyStore:
         return found
 
 
+class ConflictingCredentials(Exception):
+    """More than one key was sent (both headers, or one of them twice)."""
+
+
 def presented_key(scope: Scope) -> bytes | None:
+    """The one key the request presents, or None. Two keys are refused rather than one chosen:
+    when the first one sent won, an empty `X-API-Key` hid a valid bearer token, and a client
+    cannot know which of two keys it is charged to."""
+    found: list[bytes | None] = []
     for name, value in scope["headers"]:
         if name == b"x-api-key":
-            return value.strip() or None
-        if name == b"authorization" and value[:7].lower() == b"bearer ":
-            return value[7:].strip() or None
-    return None
+            found.append(value.strip() or None)
+        elif name == b"authorization" and value[:7].lower() == b"bearer ":
+            found.append(value[7:].strip() or None)
+    if len(found) > 1:
+        raise ConflictingCredentials
+    return found[0] if found else None
 
 
 class ApiKeyGuard:
@@ -128,7 +138,17 @@ class ApiKeyGuard:
         if scope["type"] != "http" or not self._protected(scope["path"]):
             await self.app(scope, receive, send)
             return
-        caller = self.store.identify(presented_key(scope))
+        try:
+            presented = presented_key(scope)
+        except ConflictingCredentials:
+            await send_error(
+                send,
+                400,
+                "conflicting_credentials",
+                "send one API key, in X-API-Key or in Authorization: Bearer, not both",
+            )
+            return
+        caller = self.store.identify(presented)
         if caller is None:
             await send_error(
                 send,

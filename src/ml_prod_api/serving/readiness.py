@@ -9,6 +9,7 @@ a state-machine library would add a dependency without removing a line of logic.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,9 +38,22 @@ class Readiness:
         return self.state in (ReadyState.READY, ReadyState.DRAINING)
 
     def describe(self) -> str:
+        """The state, and why it failed, for callers and probes: without the artifact's absolute
+        path and file digests, which tell an outsider about the deployment (the log line of the
+        failure keeps them for the operator)."""
         if self.state is ReadyState.FAILED:
-            return f"failed: {self.reason}"
+            return f"failed: {public_reason(self.reason or 'unknown')}"
         return str(self.state.value)
+
+
+# An absolute path (kept: its last part, the file's name) and a hex digest or its prefix.
+_ABSOLUTE_PATH = re.compile(r"(?<![\w.])/(?:[^\s/:()'\"]+/)*([^\s/:()'\"]*)")
+_DIGEST = re.compile(r"\b[0-9a-f]{12,}\b(?:\.\.\.)?")
+
+
+def public_reason(reason: str) -> str:
+    """`reason` with absolute paths shortened to their file name and digests left out."""
+    return _DIGEST.sub("<digest>", _ABSOLUTE_PATH.sub(r"\1", reason))
 
 
 class ReadinessMachine:

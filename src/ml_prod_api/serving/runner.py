@@ -30,7 +30,7 @@ from ml_prod_api.errors import (
 from ml_prod_api.metrics import Metrics
 from ml_prod_api.providers.base import Provider, Score
 from ml_prod_api.serving.queue import PER_TEXT_COST, InferenceQueue, Job, Outcome, text_cost
-from ml_prod_api.serving.readiness import ReadinessMachine
+from ml_prod_api.serving.readiness import ReadinessMachine, public_reason
 
 log = logging.getLogger("ml_prod_api.serving")
 
@@ -123,7 +123,7 @@ class InstanceLoads:
         self.done.set()
         # Fail every job that slipped in; every instance's thread exits.
         for job in self.queue.take_all():
-            resolve(job, exc=ModelNotReady(f"model not ready (failed: {failure})"))
+            resolve(job, exc=ModelNotReady(f"model not ready (failed: {public_reason(failure)})"))
 
 
 class InstanceRunner:

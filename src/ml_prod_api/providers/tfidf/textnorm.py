@@ -91,6 +91,10 @@ _LEET_INNER = re.compile(
     r"|^[013457@$](?=[^\W\d_]{2})(?!(?:st|nd|rd|th)\b)"
     r"|(?<=[^\W\d_])\$+$|(?<=[^\W\d_]{3})[013457]$"
 )
+# NFKD turns some characters into many (U+FDFA into 18), and every later step costs per
+# character: the decomposed text is cut at this many times the original's length, which leaves
+# room for Hangul (a syllable decomposes into up to 3 jamo, recomposed by NFC).
+_MAX_NFKD_EXPANSION = 4
 _REPEATS = re.compile(r"(.)\1{2,}")
 _SPACES = re.compile(r"\s+")
 _EDGE_PUNCT = ".,!?;:\"'()[]{}<>"
@@ -101,7 +105,8 @@ def normalize(text: str) -> str:
     if not text.isascii():
         # NFKD splits accents off their letters (`fück` -> `fu` + U+0308 + `ck`) so the combining
         # marks can go; NFC then recomposes what must stay composed (Hangul syllables).
-        text = unicodedata.normalize("NFKD", text).translate(_TRANSLATE)
+        limit = _MAX_NFKD_EXPANSION * len(text)
+        text = unicodedata.normalize("NFKD", text)[:limit].translate(_TRANSLATE)
         text = unicodedata.normalize("NFC", _COMBINING.sub("", text))
     if "&" in text:
         text = html.unescape(text)
