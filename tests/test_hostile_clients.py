@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx2
 import pytest
 
-from tests.support.servers import LoggedServer, run_logged_server
+from tests.support.servers import LoggedServer, ready_logged_server, run_logged_server
 
 pytestmark = [pytest.mark.integration]
 
@@ -42,8 +42,7 @@ def _read_until_closed(conn: socket.socket) -> bytes:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoggedServer]:
     log = tmp_path_factory.mktemp("hostile") / "server.log"
-    with run_logged_server(log, MAX_IN_FLIGHT_REQUESTS="2") as running:
-        running.wait_ready(timeout_s=60)
+    with ready_logged_server(log, MAX_IN_FLIGHT_REQUESTS="2") as running:
         yield running
 
 
@@ -141,33 +140,31 @@ def _wait_for_metric(server: LoggedServer, route: str, status: int, before: floa
         time.sleep(0.05)
 
 
-def test_a_client_that_leaves_mid_body_is_counted_as_499_not_500(server: LoggedServer) -> None:
-    before = _metric(server, "/v1/predict", 499)
+def _send_and_count(server: LoggedServer, status: int, raw: bytes, *, read: bool) -> bytes:
+    """Send a prediction's head and `raw` on a new connection, read the answer (`read`) or leave,
+    and wait until the server has counted the request with `status`; returns the answer."""
+    before = _metric(server, "/v1/predict", status)
+    head = b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     with _connect(server) as conn:
-        conn.sendall(
-            b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 1000\r\n\r\n{\"text\": \"hel"
-        )
-    _wait_for_metric(server, "/v1/predict", 499, before)
-    assert _metric(server, "/v1/predict", 499) == before + 1
+        conn.sendall(head + raw)
+        answer = _read_until_closed(conn) if read else b""
+    _wait_for_metric(server, "/v1/predict", status, before)
+    assert _metric(server, "/v1/predict", status) == before + 1
     assert _metric(server, "/v1/predict", 500) == 0
+    return answer
+
+
+def test_a_client_that_leaves_mid_body_is_counted_as_499_not_500(server: LoggedServer) -> None:
+    _send_and_count(server, 499, b"Content-Length: 1000\r\n\r\n{\"text\": \"hel", read=False)
     assert not [r for r in server.log_records() if r.get("level") == "ERROR"]
 
 
 def test_a_malformed_chunked_body_is_answered_and_counted_as_400(server: LoggedServer) -> None:
-    before = _metric(server, "/v1/predict", 400)
-    with _connect(server) as conn:
-        conn.sendall(
-            b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"tex\r\nzz-not-a-size\r\n"
-        )
-        answer = _read_until_closed(conn)
+    raw = b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"tex\r\nzz-not-a-size\r\n"
+    answer = _send_and_count(server, 400, raw, read=True)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 ")
     assert json.loads(body)["error"]["code"] == "bad_request"
-    _wait_for_metric(server, "/v1/predict", 400, before)
-    assert _metric(server, "/v1/predict", 400) == before + 1
-    assert _metric(server, "/v1/predict", 500) == 0
 
 
 def test_an_unparseable_request_gets_the_envelope_a_log_line_and_a_metric(

@@ -77,3 +77,40 @@ def test_unreachable_redis_at_start_follows_the_setting() -> None:
         assert c.post("/v1/predict", json={"text": "x"}).status_code == 503
     with running_client(rate_limit="5/minute", rate_limit_storage_uri=dead) as c:
         assert c.post("/v1/predict", json={"text": "x"}).status_code == 200
+
+
+def test_a_redis_that_never_answers_is_given_up_for_a_while(tmp_path: Path) -> None:
+    # A Redis that accepts connections but never answers: without a breaker, every request
+    # waited RATE_LIMIT_TIMEOUT_MS and opened a new connection.
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    uri = f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+    try:
+        with running_client(
+            rate_limit="100/minute",
+            rate_limit_storage_uri=uri,
+            rate_limit_fail_open=True,
+            rate_limit_timeout_ms=50,
+        ) as c:
+            for _ in range(12):
+                assert c.post("/v1/predict", json={"text": "x"}).status_code == 200
+            text = c.get("/metrics").text
+    finally:
+        listener.close()
+        for conn in accepted:
+            conn.close()
+    assert len(accepted) <= 3, len(accepted)  # a few tries, then the breaker opened
+    assert "rate_limit_storage_errors_total 12.0" in text  # every request still counted

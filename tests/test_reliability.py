@@ -23,7 +23,7 @@ from ml_prod_api.errors import InferenceError
 from ml_prod_api.serving import InferenceService, ReadyState
 from tests.support.bad_artifacts import BAD_ARTIFACTS, build_bad_artifact
 from tests.support.fakes import FakeProvider
-from tests.support.servers import ROOT, LoggedServer, run_logged_server
+from tests.support.servers import ROOT, LoggedServer, ready_logged_server, run_logged_server
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -287,8 +287,7 @@ def test_a_hung_model_call_does_not_stretch_shutdown_past_its_budget(tmp_path: P
 @pytest.fixture(scope="module")
 def header_timeout_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoggedServer]:
     log_path = tmp_path_factory.mktemp("slow-clients") / "server.log"
-    with run_logged_server(log_path, HEADER_READ_TIMEOUT_SECONDS="0.5") as server:
-        server.wait_ready(timeout_s=60)
+    with ready_logged_server(log_path, HEADER_READ_TIMEOUT_SECONDS="0.5") as server:
         yield server
 
 

@@ -163,6 +163,14 @@ def run_logged_server(
         stop_server(server)
 
 
+@contextmanager
+def ready_logged_server(log_path: Path, **settings: str) -> Iterator[LoggedServer]:
+    """`run_logged_server`, once it answers `/readyz` 200."""
+    with run_logged_server(log_path, **settings) as server:
+        server.wait_ready(timeout_s=60)
+        yield server
+
+
 class RedisServer:
     """Debian's redis-server on a free loopback port, no persistence; can be stopped and started
     again on the same port (an outage and a recovery)."""

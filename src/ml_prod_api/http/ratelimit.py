@@ -35,6 +35,13 @@ from ml_prod_api.settings import Settings
 
 log = logging.getLogger("ml_prod_api.ratelimit")
 
+# The circuit breaker on the storage: after this many failures in a row (errors or timeouts),
+# requests stop waiting for it for this long, then one request tries again. A Redis that accepts
+# connections but never answers otherwise cost every request the whole timeout, and a connection
+# (redis-py drops a connection whose command timed out).
+BREAKER_FAILURES = 3
+BREAKER_OPEN_SECONDS = 2.0
+
 # Callers remembered as spent; beyond this many (spread over many addresses), new ones are not
 # remembered and are refused by the storage instead, as before.
 _MAX_SPENT_CALLERS = 10_000
@@ -91,6 +98,8 @@ class RateLimiter:
         self.strategy = _STRATEGIES[settings.rate_limit_strategy](self.storage)
         self.fail_open = settings.rate_limit_fail_open
         self.metrics = metrics
+        self._failures = 0  # storage failures in a row
+        self._open_until = 0.0  # time.monotonic() until which the storage is not asked
         # caller -> (time.time() its budget returns, the 429 it was given)
         self._spent: dict[str, tuple[float, ApiError]] = {}
 
@@ -123,27 +132,43 @@ class RateLimiter:
 
     async def check(self, caller: str, cost: int) -> Decision:
         items = self.overrides.get(caller, self.default)
+        if self._pool is None:  # in-process storage: nothing to wait for
+            return await self._check(items, caller, cost)
+        if time.monotonic() < self._open_until:
+            return self._unavailable("breaker_open")
         try:
-            if self._pool is None:  # in-process storage: nothing to wait for
-                return await self._check(items, caller, cost)
             async with asyncio.timeout(self.timeout_s * 2):
-                return await self._check(items, caller, cost)
+                decision = await self._check(items, caller, cost)
         except ApiError:
+            self._failures = 0
             raise
-        except Exception as exc:  # storage down or slow: follow RATE_LIMIT_FAIL_OPEN
-            self.metrics.rate_limit_storage_errors.inc()
-            log.warning(
-                "rate-limit storage unavailable",
-                extra={"error_type": type(exc).__name__, "fail_open": self.fail_open},
-            )
-            if self.fail_open:
-                return Decision(True, {})
-            raise ApiError(
-                503,
-                "rate_limit_unavailable",
-                "rate limiting is unavailable; try again shortly",
-                headers={"Retry-After": "1"},
-            ) from None
+        except Exception as exc:  # storage down or slow
+            self._failures += 1
+            if self._failures >= BREAKER_FAILURES:
+                self._open_until = time.monotonic() + BREAKER_OPEN_SECONDS
+                log.warning(
+                    "rate-limit storage failing: not asked for a while",
+                    extra={"failures": self._failures, "open_s": BREAKER_OPEN_SECONDS},
+                )
+            return self._unavailable(type(exc).__name__)
+        self._failures = 0
+        return decision
+
+    def _unavailable(self, error_type: str) -> Decision:
+        """Follow RATE_LIMIT_FAIL_OPEN when the storage cannot be asked."""
+        self.metrics.rate_limit_storage_errors.inc()
+        log.warning(
+            "rate-limit storage unavailable",
+            extra={"error_type": error_type, "fail_open": self.fail_open},
+        )
+        if self.fail_open:
+            return Decision(True, {})
+        raise ApiError(
+            503,
+            "rate_limit_unavailable",
+            "rate limiting is unavailable; try again shortly",
+            headers={"Retry-After": "1"},
+        )
 
     async def _check(self, items: list[RateLimitItem], caller: str, cost: int) -> Decision:
         for item in items:
