@@ -35,9 +35,10 @@ def test_fail_open_when_redis_dies_then_limits_resume(tmp_path: Path) -> None:
     with redis_server(tmp_path) as redis, running_client(
         rate_limit="3/minute", rate_limit_storage_uri=redis.uri, rate_limit_fail_open=True
     ) as c:
-        for _ in range(3):
+        # Two of three units: a caller refused as spent would stay refused from this process's
+        # memory until its window resets, Redis or not (test_security).
+        for _ in range(2):
             assert c.post("/v1/predict", json={"text": "x"}).status_code == 200
-        assert c.post("/v1/predict", json={"text": "x"}).status_code == 429
         redis.kill()
         started = time.monotonic()
         for _ in range(5):  # limit unenforceable: served, with a warning and a metric
@@ -47,9 +48,14 @@ def test_fail_open_when_redis_dies_then_limits_resume(tmp_path: Path) -> None:
         assert time.monotonic() - started < 30  # bounded timeouts: no hang
         assert "rate_limit_storage_errors_total 5.0" in c.get("/metrics").text
         redis.start()  # same port, empty: limits resume with a fresh budget
-        codes = [c.post("/v1/predict", json={"text": "x"}).status_code for _ in range(5)]
-        assert codes.count(429) >= 1
-        assert codes[-1] == 429
+        # ...once the circuit breaker asks Redis again (within BREAKER_OPEN_SECONDS).
+        codes: list[int] = []
+        deadline = time.monotonic() + 10
+        while 429 not in codes:
+            assert time.monotonic() < deadline, codes
+            codes.append(c.post("/v1/predict", json={"text": "x"}).status_code)
+            time.sleep(0.05)
+        assert c.post("/v1/predict", json={"text": "x"}).status_code == 429
 
 
 def test_fail_closed_when_redis_dies(tmp_path: Path) -> None:
