@@ -210,7 +210,7 @@ def word_cache(srv: LoggedServer, report: harness.Report, batches: int) -> None:
         after = rss.now()
     report.figure(f"{batches} batches of 16 random 5,000-letter words: status", dict(statuses))
     report.figure("RSS MB before / peak / after", [before, round(rss.peak, 1), after])
-    report.expect("memory bounded", after - before < 100, round(after - before, 1))
+    report.expect("memory bounded", after - before < 20, round(after - before, 1))
 
 
 SCENARIOS = ("costly-batch", "slow-bodies", "large-headers", "word-cache")
