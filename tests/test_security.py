@@ -229,14 +229,24 @@ def test_security_headers(client: TestClient) -> None:
     assert client.post("/v1/predict", json={"text": "hi"}).headers["cache-control"] == "no-store"
 
 
-def test_invalid_requests_are_charged_against_the_rate_limit() -> None:
+@pytest.mark.parametrize(
+    ("route", "invalid", "valid"),
+    [
+        ("/v1/predict", {"text": ""}, {"text": "valid, but the budget is spent"}),
+        ("/v1/moderations", {"input": ""}, {"input": "valid, but the budget is spent"}),
+        ("/v1/moderations", {"input": "hi", "model": "no-such-model"}, {"input": "valid"}),
+    ],
+)
+def test_invalid_requests_are_charged_against_the_rate_limit(
+    route: str, invalid: dict[str, str], valid: dict[str, str]
+) -> None:
     with running_client(rate_limit="3/minute") as c:
         for _ in range(3):
-            assert c.post("/v1/predict", json={"text": ""}).status_code == 422  # one unit each
-        _limited(c.post("/v1/predict", json={"text": "valid, but the budget is spent"}))
+            assert c.post(route, json=invalid).status_code in (400, 422)  # one unit each
+        _limited(c.post(route, json=valid))
         # Once spent, even a large invalid body is refused before it is parsed.
         json_type = {"content-type": "application/json"}
-        r = c.post("/v1/predict", content=b"[" * 100_000, headers=json_type)
+        r = c.post(route, content=b"[" * 100_000, headers=json_type)
         assert r.status_code == 429
         assert r.json()["error"]["code"] == "rate_limited"
 

@@ -302,10 +302,14 @@ async def predict_batch(request: Request) -> Response:
 async def moderations(request: Request) -> Response:
     state = app_state(request.app)
     settings, service = state.settings, state.service
-    body = parse_body(await request.body(), request.headers.get("content-type"), ModerationRequest)
-    texts = moderation_texts(body.input, settings.max_texts_per_request, settings.max_text_length)
     provider = service.provider
-    check_model(body.model, settings.model_provider, provider.version if provider else None)
+    texts: list[str] = []
+
+    def check(body: ModerationRequest, s: Settings) -> None:
+        texts.extend(moderation_texts(body.input, s.max_texts_per_request, s.max_text_length))
+        check_model(body.model, s.model_provider, provider.version if provider else None)
+
+    await _valid_body(request, state, ModerationRequest, check)
     preds, result, headers = await _score(request, state, texts)
     threshold = _threshold(settings, service)
     payload = moderation_body(preds, threshold, request_id_var.get() or "-")
