@@ -267,21 +267,28 @@ def _save(fig: Any, path: Path) -> Path:
 # --- entry points --------------------------------------------------------------------------
 
 
-def score(provider: Any, texts: list[str], batch: int = 64) -> np.ndarray:
-    """probability_toxic of every text through a loaded provider, in input order.
+def score_all(provider: Any, texts: list[str], batch: int = 64) -> list[Any]:
+    """Every text's `Score` through a loaded provider, in input order.
 
     Batches are sorted by length so a transformer pads little; the order is restored on the way
     out.
     """
     from tqdm import tqdm
 
-    out = np.zeros(len(texts), dtype=np.float64)
+    out: list[Any] = [None] * len(texts)
     order = np.argsort([len(t) for t in texts], kind="stable")
     for start in tqdm(range(0, len(texts), batch), desc="score", unit="batch", leave=False):
         index = order[start : start + batch]
-        scores = provider.predict_batch([texts[i] for i in index])
-        out[index] = [s.probability_toxic for s in scores]
+        for i, s in zip(index, provider.predict_batch([texts[i] for i in index]), strict=True):
+            out[i] = s
     return out
+
+
+def score(provider: Any, texts: list[str], batch: int = 64) -> np.ndarray:
+    """probability_toxic of every text through a loaded provider, in input order."""
+    return np.asarray(
+        [s.probability_toxic for s in score_all(provider, texts, batch)], dtype=np.float64
+    )
 
 
 def evaluate_artifact(

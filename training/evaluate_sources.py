@@ -3,11 +3,13 @@
     python -m training.evaluate_sources --provider tfidf [--model models/tfidf] [--write-metadata]
     python -m training.evaluate_sources --provider onnx
     python -m training.evaluate_sources --provider transformer --model models/transformer
+    python -m training.evaluate_sources --provider cascade   # models/cascade: tfidf, then onnx
 
 Scores go through the serving code (`create_provider(Settings(...))`, `load`, `predict_batch`), so
 what is measured is what is served, at the threshold the artifact records. Reports:
 
-- per source, on its test split (read here once per shipped model): ROC-AUC, macro-F1, ECE;
+- per source, on its test split (read here once per shipped model): ROC-AUC, macro-F1, ECE, and
+  for the cascade the share of texts each stage answered;
 - `bias_madlibs` (evaluation only): per identity term, the false-positive rate on `NOT_BAD`
   sentences that merely name an identity, and the AUC;
 - identity bias on the project's own test splits, with the measures of the Jigsaw Unintended
@@ -34,7 +36,7 @@ from sklearn.metrics import roc_auc_score
 
 from training.corpus import EVALUATED_SOURCES, load_corpus
 from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing, read_bias_madlibs
-from training.evaluate import _pyplot, _save, bias_report, score, split_metrics
+from training.evaluate import _pyplot, _save, bias_report, score, score_all, split_metrics
 from training.functional_suite import accuracy_by_functionality, read_suite
 from training.identity import REPORTED_TERMS, mentions
 
@@ -122,7 +124,12 @@ def evaluate(
     provider, threshold = make_scorer(provider_name, model)
     corpus = load_corpus(data_dir, include_test=True)
     test = corpus.test
-    test_proba = score(provider, test.texts)
+    test_scores = score_all(provider, test.texts)
+    test_proba = np.asarray([s.probability_toxic for s in test_scores], dtype=np.float64)
+    # A provider of several stages (the cascade) says which one answered each text: the share
+    # of a source's texts that reached the expensive stage is what the cascade cost there.
+    stages = np.asarray([s.stage or "" for s in test_scores])
+    stage_names = sorted(set(stages.tolist()) - {""})
     y_test = np.asarray(test.labels)
     sources = np.asarray(test.sources)
     per_source: dict[str, Any] = {}
@@ -130,6 +137,10 @@ def evaluate(
         mask = sources == source
         if mask.any() and len(set(y_test[mask])) == 2:
             per_source[source] = split_metrics(test_proba[mask], y_test[mask], threshold)
+            if stage_names:
+                per_source[source]["answered_by"] = {
+                    name: round(float((stages[mask] == name).mean()), 4) for name in stage_names
+                }
 
     bias: dict[str, Any] | None = None
     if madlibs:
@@ -161,16 +172,20 @@ def evaluate(
 
 def markdown(provider_name: str, m: dict[str, Any]) -> str:
     lines = [f"### {provider_name} (`{m['model_version']}`, threshold {m['threshold']})", ""]
+    staged = any("answered_by" in s for s in m["test"].values())
     lines += [
-        "| source (test split) | rows | toxic | ROC-AUC | macro-F1 | ECE |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| source (test split) | rows | toxic | ROC-AUC | macro-F1 | ECE |"
+        + (" answered by |" if staged else ""),
+        "|---|---:|---:|---:|---:|---:|" + ("---|" if staged else ""),
     ]
     for source, s in m["test"].items():
+        answered = ", ".join(f"{k} {v:.0%}" for k, v in s.get("answered_by", {}).items())
         lines.append(
             f"| {source} | {s['rows']} | {s['toxic']} | {s['roc_auc']:.3f} | "
-            f"{s['macro_f1']:.3f} | {s['ece']:.3f} |"
+            f"{s['macro_f1']:.3f} | {s['ece']:.3f} |" + (f" {answered} |" if staged else "")
         )
-    lines.append(f"| **mean** | | | **{m['test_mean_roc_auc']:.3f}** | | |")
+    mean = f"| **mean** | | | **{m['test_mean_roc_auc']:.3f}** | | |"
+    lines.append(mean + (" |" if staged else ""))
     b = m["bias_madlibs"]
     if b is not None:
         worst = sorted(b["per_term"].items(), key=lambda kv: -kv[1]["fpr"])
@@ -211,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m training.evaluate_sources", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--provider", choices=["tfidf", "onnx", "transformer"], required=True)
+    parser.add_argument(
+        "--provider", choices=["tfidf", "onnx", "transformer", "cascade"], required=True
+    )
     parser.add_argument("--model", type=Path, help="default: models/PROVIDER")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--plots-dir", type=Path, default=REPO_ROOT / "docs" / "model")

@@ -42,6 +42,7 @@ API_KEY = "bench-key-0123456789"
 ONNX_X2 = "ours onnx, 2 instances"
 MODERATIONS = "ours tfidf, /moderations x32"
 BATCH32 = "ours tfidf, /predict_batch x32"
+CASCADE = "ours cascade, bare"
 
 
 @dataclass
@@ -149,7 +150,14 @@ def configs(have_onnx: bool) -> list[Config]:
             ours("ours onnx, /predict_batch x32", "onnx", full=False, bodies="batch32",
                  path="/v1/predict_batch", concurrencies=(32,)),
         ]
+    if have_onnx and have_cascade():
+        # tfidf first, onnx only for the texts inside the band: beside "ours onnx, bare".
+        out.append(ours(CASCADE, "cascade", full=False))
     return out
+
+
+def have_cascade() -> bool:
+    return (ROOT / "models" / "cascade" / "metadata.json").is_file()
 
 
 def start(cfg: Config, logdir: Path) -> None:
@@ -304,6 +312,17 @@ class InProcess:
             for provider in (self.onnx, *self.pair):
                 provider.load()
                 provider.predict_batch(self.texts[:8])
+        self.cascade: Any = None
+        self.cascade_stage2_share: float | None = None
+        if have_onnx and have_cascade():
+            from ml_prod_api.providers.cascade import CascadeSettings
+
+            settings = CascadeSettings(_env_file=None, models_dir=ROOT / "models")
+            self.cascade = settings.build_provider()
+            self.cascade.load()
+            scores = self.cascade.predict_batch(self.texts)
+            # What the served cascade rows pay for: the share of these texts that reach onnx.
+            self.cascade_stage2_share = sum(s.stage == "onnx" for s in scores) / len(scores)
         self.passes: list[dict[str, dict[str, float]]] = []
 
     def chunks(self, batch: int) -> list[list[str]]:
@@ -359,6 +378,9 @@ class InProcess:
                                   for b in self.BATCHES}
             out["onnx_sorted_x2"] = {str(b): self.rate_parallel(self.pair, b)
                                      for b in self.BATCHES}
+        if self.cascade is not None:
+            out["cascade"] = {str(b): self.rate(self.cascade.predict_batch, b)
+                              for b in self.BATCHES}
         self.passes.append(out)
 
     def summary(self) -> dict[str, dict[str, dict[str, float]]]:
@@ -454,6 +476,7 @@ def main() -> int:
         "cold_start_s": {c.name: c.cold_start_s for c in cfgs},
         "inprocess_items_per_s": inproc.summary() if inproc is not None else {},
         "inprocess_passes": inproc.passes if inproc is not None else [],
+        "cascade_stage2_share": inproc.cascade_stage2_share if inproc is not None else None,
         "runs": runs,
         "summary": summarize(runs),
     }
@@ -537,6 +560,22 @@ def targets(result: dict[str, Any]) -> dict[str, Any]:
             str(c): ratio(at("ours onnx, bare", c), at("ours onnx, batching off", c))
             for c in result["concurrencies"]
         }
+    if CASCADE in s:
+        # The cascade against onnx alone, served side by side in this run: items/s and p99.
+        out["cascade_vs_onnx_items_per_s"] = {
+            str(c): ratio(at(CASCADE, c), at("ours onnx, bare", c))
+            for c in result["concurrencies"]
+        }
+        out["cascade_vs_onnx_p99"] = {
+            str(c): ratio(at(CASCADE, c, "p99_ms"), at("ours onnx, bare", c, "p99_ms"))
+            for c in result["concurrencies"]
+        }
+        if "cascade" in raw and "onnx_sorted" in raw:
+            out["cascade_vs_onnx_in_process"] = {
+                b: ratio(raw["cascade"][b]["median"], raw["onnx_sorted"][b]["median"])
+                for b in raw["cascade"]
+            }
+        out["cascade_stage2_share_of_these_texts"] = result.get("cascade_stage2_share")
     out["tfidf_batching_on_vs_off_by_c"] = {
         str(c): ratio(at("ours tfidf, bare", c), at("ours tfidf, batching off", c))
         for c in result["concurrencies"]

@@ -6,13 +6,16 @@ there, and `/metrics` aggregates the files of all workers, so totals are exact w
 answers the scrape.
 
 Labels are bounded: `route` is the route template (unknown paths share one value), `status` the
-numeric code, `provider` and `label` come from fixed sets. No label ever carries request data.
+numeric code, `provider`, `label` and `stage` (a stage's provider name) come from fixed sets.
+No label ever carries request data.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
@@ -97,6 +100,13 @@ class Metrics:
             ["provider"],
             registry=r,
         )
+        self.stage_texts = Counter(
+            "inference_stage_texts_total",
+            "Texts answered by each stage of a provider made of several (the cascade); the share "
+            "a stage answered is its rate over the sum of both.",
+            ["provider", "stage"],
+            registry=r,
+        )
         self.predictions = Counter(
             "predictions_total",
             "Texts scored, by predicted label.",
@@ -170,6 +180,12 @@ class Metrics:
     def observe_inference(self, provider: str, seconds: float, batch_size: int) -> None:
         self.inference_latency.labels(provider).observe(seconds)
         self.inference_batch_size.observe(batch_size)
+
+    def observe_stages(self, provider: str, stages: Sequence[str | None]) -> None:
+        """Count the texts each stage answered; scores without a stage are not counted."""
+        for stage, count in collections.Counter(stages).items():
+            if stage is not None:
+                self.stage_texts.labels(provider, stage).inc(count)
 
     def inference_failed(self, provider: str) -> None:
         self.inference_errors.labels(provider).inc()

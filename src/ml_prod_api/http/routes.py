@@ -11,6 +11,7 @@ and the helpers it calls), so a route reads against both without leaving the fil
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -222,6 +223,14 @@ def _record(
     metrics.observe_predictions(preds[0]["provider"], labels, [len(t) for t in texts])
 
 
+def _log_stages(request: Request, scores: list[Score]) -> None:
+    """How many of the request's texts each stage answered (a provider made of several stages,
+    the cascade), as the access log's `stages`: counts only."""
+    if scores and scores[0].stage is not None:
+        stages = Counter(score.stage for score in scores)
+        request_log_fields(request.scope)["stages"] = dict(stages)
+
+
 async def _score(
     request: Request, state: AppState, texts: list[str], *, explain: bool = False
 ) -> tuple[list[dict[str, Any]], InferenceResult, dict[str, str]]:
@@ -239,6 +248,7 @@ async def _score(
     threshold = _threshold(state.settings, service)
     preds = _predictions(result.scores, threshold, service, result.explanation)
     _record(request, state.metrics, preds, texts)
+    _log_stages(request, result.scores)
     return preds, result, headers
 
 

@@ -19,10 +19,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 @dataclass(frozen=True, slots=True)
 class Score:
-    """One text's score. `labels` holds every label's score for multi-label heads."""
+    """One text's score. `labels` holds every label's score for multi-label heads; `stage` names
+    the model that answered, for a provider made of several (the `cascade`), else None."""
 
     probability_toxic: float
     labels: dict[str, float] | None = None
+    stage: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ _REGISTRY: dict[str, str] = {
     "tfidf": "ml_prod_api.providers.tfidf:TfidfSettings",
     "transformer": "ml_prod_api.providers.transformer:TransformerSettings",
     "onnx": "ml_prod_api.providers.onnx:OnnxSettings",
+    "cascade": "ml_prod_api.providers.cascade:CascadeSettings",
 }
 
 

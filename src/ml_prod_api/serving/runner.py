@@ -230,6 +230,8 @@ class InstanceRunner:
             return
         elapsed = time.perf_counter() - started
         self.stats.observe_inference(provider.name, elapsed, len(texts))
+        if scores and scores[0].stage is not None:
+            self.stats.observe_stages(provider.name, [score.stage for score in scores])
         self.queue.record_speed(text_cost(texts), elapsed)
         offset = 0
         for job in live:

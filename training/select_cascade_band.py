@@ -1,0 +1,286 @@
+"""Choose the `cascade` provider's uncertainty band on every source's validation split.
+
+    python -m training.select_cascade_band [--budget 0.005] [--output models/cascade]
+
+The cascade serves the tfidf probability unless it falls inside the band, where the onnx model
+answers instead. The band chosen is the cheapest one (the fewest texts sent to stage 2, every
+source weighted equally) whose cascade keeps ROC-AUC within `--budget` of onnx alone on every
+source's validation split. Test splits are never read here (`evaluate_sources.py --provider
+cascade` reads them once the band is chosen).
+
+One calibrated scale. Both stages are Platt-calibrated on these same validation splits, but the
+onnx calibration was fitted on all texts, and the texts inside the band are the ones tfidf is
+unsure of: there the onnx probability need not mean the observed toxic rate. So for every
+candidate band a monotone map `sigmoid(a * logit(p_onnx) + b)` is fitted on the validation texts
+inside it (sources weighted equally, as both models' calibrations were), which makes stage 2's
+answers calibrated where it answers; outside the band, tfidf's calibration is a function of its
+own score, so it holds there too. The map keeps stage 2's order, so ROC-AUC within the band is
+onnx's own. The cascade's threshold is then chosen on its combined validation scores by the rule
+both models use (best macro-F1, sources weighted equally), since neither stage's threshold
+applies to the mix.
+
+Scores come from the very stage providers the cascade serves with (`CascadeSettings`), loaded
+once each. Writes `metadata.json` (band, map, threshold, the stages' model versions, and the
+figures the band was chosen on) into the output folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from training.corpus import EVALUATED_SOURCES, load_corpus
+from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing
+from training.evaluate import expected_calibration_error, score
+from training.selection import choose_threshold, fit_platt, source_balanced_weights
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_BUDGET = 0.005
+# Candidate band ends: these quantiles of the validation tfidf scores, plus 0 and 1.
+GRID_STEP = 0.02
+# Also recorded: the cheapest band at other budgets, to show what the budget costs.
+TRADE_OFF_BUDGETS = (0.0025, 0.005, 0.01, 0.02, 0.03, 0.05)
+_EPS = 1e-7
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(p, _EPS, 1.0 - _EPS)
+    out: np.ndarray = np.log(q / (1.0 - q))
+    return out
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    out: np.ndarray = 1.0 / (1.0 + np.exp(-x))
+    return out
+
+
+class ValScores:
+    """Both stages' validation scores, labels and sources."""
+
+    def __init__(
+        self, stage1: np.ndarray, stage2: np.ndarray, labels: np.ndarray, sources: Sequence[str]
+    ) -> None:
+        self.stage1 = stage1
+        self.stage2 = stage2
+        self.labels = labels
+        self.sources = np.asarray(sources)
+        self.weights = source_balanced_weights(list(sources))
+        self.names = [
+            s
+            for s in EVALUATED_SOURCES
+            if (self.sources == s).any() and len(set(labels[self.sources == s].tolist())) == 2
+        ]
+        self.masks = {s: self.sources == s for s in self.names}
+
+    def auc(self, proba: np.ndarray) -> dict[str, float]:
+        return {s: float(roc_auc_score(self.labels[m], proba[m])) for s, m in self.masks.items()}
+
+    def share(self, inside: np.ndarray) -> float:
+        """The share of texts sent to stage 2, every source weighted equally."""
+        return float(np.average(inside, weights=self.weights))
+
+
+def stage2_map(scores: ValScores, inside: np.ndarray) -> tuple[float, float]:
+    """(a, b) of the monotone map fitted inside the band; the identity where it cannot be fitted
+    (too few texts, one class) or would reverse stage 2's order."""
+    y = scores.labels[inside]
+    if inside.sum() < 50 or len(set(y.tolist())) < 2:
+        return 1.0, 0.0
+    a, b = fit_platt(logit(scores.stage2[inside]), y, scores.weights[inside])
+    return (a, b) if a > 0 else (1.0, 0.0)
+
+
+def combine(
+    scores: ValScores, low: float, high: float
+) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """The cascade's scores for one band: (scores, inside, a, b)."""
+    inside = (scores.stage1 >= low) & (scores.stage1 <= high)
+    a, b = stage2_map(scores, inside)
+    combined = scores.stage1.copy()
+    combined[inside] = sigmoid(a * logit(scores.stage2[inside]) + b)
+    return combined, inside, a, b
+
+
+def candidate_bands(stage1: np.ndarray, step: float = GRID_STEP) -> list[tuple[float, float]]:
+    ends = np.unique(np.round(np.quantile(stage1, np.arange(step, 1.0, step)), 4))
+    grid = [0.0, *ends.tolist(), 1.0]
+    return [(lo, hi) for i, lo in enumerate(grid) for hi in grid[i:]]
+
+
+def evaluate_bands(scores: ValScores, bands: list[tuple[float, float]]) -> list[dict[str, Any]]:
+    """Every band's cost (share reaching stage 2) and worst ROC-AUC shortfall against onnx."""
+    reference = scores.auc(scores.stage2)
+    rows = []
+    for low, high in bands:
+        combined, inside, a, b = combine(scores, low, high)
+        auc = scores.auc(combined)
+        gaps = {s: reference[s] - auc[s] for s in scores.names}
+        rows.append(
+            {
+                "low": low,
+                "high": high,
+                "share": scores.share(inside),
+                "worst_gap": max(gaps.values()),
+                "a": a,
+                "b": b,
+            }
+        )
+    return rows
+
+
+def cheapest(rows: list[dict[str, Any]], budget: float) -> dict[str, Any] | None:
+    """The feasible band with the smallest share reaching stage 2 (then the narrowest)."""
+    feasible = [r for r in rows if r["worst_gap"] <= budget]
+    if not feasible:
+        return None
+    return min(feasible, key=lambda r: (r["share"], r["high"] - r["low"]))
+
+
+def report(scores: ValScores, chosen: dict[str, Any]) -> dict[str, Any]:
+    """The figures the band was chosen on, per source and pooled."""
+    combined, inside, _, _ = combine(scores, chosen["low"], chosen["high"])
+    per_source = {}
+    auc1, auc2, auc_c = scores.auc(scores.stage1), scores.auc(scores.stage2), scores.auc(combined)
+    for s, m in scores.masks.items():
+        per_source[s] = {
+            "rows": int(m.sum()),
+            "toxic": int(scores.labels[m].sum()),
+            "roc_auc_tfidf": round(auc1[s], 4),
+            "roc_auc_onnx": round(auc2[s], 4),
+            "roc_auc_cascade": round(auc_c[s], 4),
+            "share_stage2": round(float(inside[m].mean()), 4),
+        }
+    y = scores.labels
+    return {
+        "per_source": per_source,
+        "share_stage2_sources_weighted_equally": round(scores.share(inside), 4),
+        "share_stage2_pooled": round(float(inside.mean()), 4),
+        "worst_roc_auc_gap_to_onnx": round(chosen["worst_gap"], 4),
+        "ece_pooled": {
+            name: round(expected_calibration_error(p, y), 4)
+            for name, p in (
+                ("tfidf", scores.stage1),
+                ("onnx", scores.stage2),
+                ("cascade", combined),
+            )
+        },
+    }
+
+
+def stage_scores(data_dir: Path, models_dir: Path) -> tuple[ValScores, dict[str, Any], Any]:
+    """Score every validation text with both of the cascade's stages."""
+    from ml_prod_api.providers.cascade import CascadeSettings
+
+    cascade = CascadeSettings(_env_file=None, models_dir=models_dir).build_provider()  # type: ignore[call-arg]
+    cascade.stage1.load()
+    cascade.stage2.load()
+    corpus = load_corpus(data_dir, augment=False)
+    val = corpus.val
+    p1 = score(cascade.stage1, val.texts, batch=256)
+    p2 = score(cascade.stage2, val.texts)
+    return ValScores(p1, p2, np.asarray(val.labels), val.sources), corpus.files, cascade
+
+
+def select(scores: ValScores, budget: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    rows = evaluate_bands(scores, candidate_bands(scores.stage1))
+    chosen = cheapest(rows, budget)
+    if chosen is None:  # cannot happen: the band [0, 1] is onnx alone, a gap of 0
+        raise RuntimeError("no band meets the budget")
+    return chosen, rows
+
+
+def metadata(
+    scores: ValScores,
+    chosen: dict[str, Any],
+    rows: list[dict[str, Any]],
+    budget: float,
+    stages: dict[str, dict[str, Any]],
+    files: dict[str, str],
+) -> dict[str, Any]:
+    combined, _, _, _ = combine(scores, chosen["low"], chosen["high"])
+    threshold = choose_threshold(combined, scores.labels, scores.weights)
+    trade_off = {}
+    for b in TRADE_OFF_BUDGETS:
+        best = cheapest(rows, b)
+        if best is not None:
+            trade_off[str(b)] = {
+                "band": [best["low"], best["high"]],
+                "share_stage2": round(best["share"], 4),
+            }
+    return {
+        "provider": "cascade",
+        "stages": stages,
+        "band": {"low": chosen["low"], "high": chosen["high"]},
+        "band_rule": "a text goes to stage 2 when low <= p_tfidf <= high",
+        "stage2_calibration": {"a": round(chosen["a"], 6), "b": round(chosen["b"], 6)},
+        "stage2_calibration_rule": "p = sigmoid(a * logit(p_onnx) + b), fitted on the "
+        "validation texts inside the band, sources weighted equally",
+        "threshold": threshold,
+        "threshold_rule": "max macro-F1 of the cascade's validation scores, sources weighted "
+        "equally",
+        "budget": {
+            "rule": "ROC-AUC within `max_gap` of onnx alone on every source's validation split; "
+            "of the bands that meet it, the one sending the fewest texts to stage 2 (sources "
+            "weighted equally)",
+            "max_gap": budget,
+            "grid": f"band ends at every {GRID_STEP:.0%} quantile of the validation tfidf scores, "
+            "plus 0 and 1",
+            "bands_tried": len(rows),
+        },
+        "validation": report(scores, chosen),
+        "trade_off": trade_off,
+        "data_files": files,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.select_cascade_band", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET)
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--models-dir", type=Path, default=REPO_ROOT / "models")
+    parser.add_argument("--output", type=Path, help="default: MODELS_DIR/cascade")
+    args = parser.parse_args(argv)
+    try:
+        scores, files, cascade = stage_scores(args.data_dir, args.models_dir)
+    except DataFileMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    chosen, rows = select(scores, args.budget)
+    stages = {
+        stage.name: {"model_version": stage.version, "threshold": stage.default_threshold}
+        for stage in (cascade.stage1, cascade.stage2)
+    }
+    out = metadata(scores, chosen, rows, args.budget, stages, files)
+    folder = args.output or args.models_dir / "cascade"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "metadata.json"
+    path.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    v = out["validation"]
+    print(
+        f"band [{chosen['low']}, {chosen['high']}], threshold {out['threshold']}, "
+        f"stage 2 for {v['share_stage2_sources_weighted_equally']:.1%} of texts (sources weighted "
+        f"equally; pooled {v['share_stage2_pooled']:.1%}), worst ROC-AUC gap to onnx "
+        f"{v['worst_roc_auc_gap_to_onnx']:+.4f}; wrote {path}"
+    )
+    print("| source (val) | rows | tfidf | onnx | cascade | to stage 2 |")
+    for s, r in v["per_source"].items():
+        print(
+            f"| {s} | {r['rows']} | {r['roc_auc_tfidf']:.4f} | {r['roc_auc_onnx']:.4f} | "
+            f"{r['roc_auc_cascade']:.4f} | {r['share_stage2']:.1%} |"
+        )
+    print("ECE (every validation text pooled):", v["ece_pooled"])
+    print("cheapest band per budget:", json.dumps(out["trade_off"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
