@@ -13,6 +13,7 @@ from sklearn.metrics import roc_auc_score
 from ml_prod_api.providers.cascade import CascadeSettings
 from training import select_cascade_band as band
 from training.corpus import load_corpus
+from training.selection import fit_platt
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "training"
@@ -60,6 +61,14 @@ def test_the_stage_2_map_keeps_its_order_and_calibrates_inside_the_band() -> Non
     assert np.array_equal(combined[~inside], scores.stage1[~inside])
 
 
+def test_the_map_is_fitted_as_the_trainers_fit_platt() -> None:
+    scores = synthetic()
+    inside = (scores.stage1 >= 0.25) & (scores.stage1 <= 0.75)
+    margin = band.logit(scores.stage2[inside])
+    y, w = scores.labels[inside], scores.weights[inside]
+    assert band.fit_map(margin, y, w) == pytest.approx(fit_platt(margin, y, w), abs=1e-4)
+
+
 def test_too_few_texts_inside_the_band_keep_the_stage_2_scores() -> None:
     scores = synthetic()
     assert band.stage2_map(scores, scores.stage1 > 2.0) == (1.0, 0.0)
@@ -68,7 +77,8 @@ def test_too_few_texts_inside_the_band_keep_the_stage_2_scores() -> None:
 @pytest.mark.slow
 def test_the_script_writes_a_band_the_provider_serves(tmp_path: Path) -> None:
     out = tmp_path / "cascade"
-    assert band.main(["--data-dir", str(FIXTURES), "--output", str(out), "--budget", "0.01"]) == 0
+    args = ["--data-dir", str(FIXTURES), "--output", str(out), "--budget", "0.01"]
+    assert band.main([*args, "--grid-step", "0.1"]) == 0
     metadata = json.loads((out / "metadata.json").read_text())
     low, high = metadata["band"]["low"], metadata["band"]["high"]
     assert 0.0 <= low <= high <= 1.0

@@ -341,6 +341,7 @@ def served_cascade(cascade_dir: Path, tmp_path: Path) -> Iterator[Any]:
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
     ) as server:
         server.wait_ready(timeout_s=90)
+        server.metrics_dir = metrics_dir  # type: ignore[attr-defined]
         yield server
         server.proc.send_signal(signal.SIGTERM)
         server.proc.wait(60)
@@ -360,12 +361,15 @@ def test_stage_counts_add_up_across_worker_processes(
         stage = cascade.predict_batch([text])[0].stage
         assert stage is not None
         expected[stage] += 1
+    pids = {p.stem.rsplit("_", 1)[1] for p in served_cascade.metrics_dir.glob("counter_*.db")}
+    assert len(pids) >= 2, "both workers should have served"
+    # Whichever worker answers the scrape, the counts are the sums over both workers.
     for _ in range(3):
         with httpx2.Client() as c:
             assert _stage_totals(c.get(served_cascade.url + "/metrics").text) == expected
 
 
-def test_the_logit_helper_is_the_inverse_of_the_map() -> None:
-    identity = Stage2Calibration()
-    assert identity(0.37) == 0.37
+def test_the_stage_2_map() -> None:
+    assert Stage2Calibration()(0.37) == 0.37  # no map: stage 2's own probability
     assert MAP(0.5) == pytest.approx(1 / (1 + math.exp(0.2)))
+    assert MAP(0.2) < MAP(0.3) < MAP(0.9)  # a > 0 keeps stage 2's order

@@ -132,11 +132,11 @@ def test_the_registry_imports_no_settings() -> None:
 
 
 def test_registry_lists_valid_names_for_an_unknown_one() -> None:
-    assert provider_names() == ["stub", "tfidf", "transformer", "onnx"]
+    assert provider_names() == ["stub", "tfidf", "transformer", "onnx", "cascade"]
     bogus = Settings.model_construct(model_provider="nope")
     with pytest.raises(UnknownProvider) as info:
         create_provider(bogus)
-    assert "stub, tfidf, transformer, onnx" in str(info.value)
+    assert "stub, tfidf, transformer, onnx, cascade" in str(info.value)
 
 
 def test_registry_builds_the_stub() -> None:

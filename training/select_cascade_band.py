@@ -39,7 +39,7 @@ from sklearn.metrics import roc_auc_score
 from training.corpus import EVALUATED_SOURCES, load_corpus
 from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing
 from training.evaluate import expected_calibration_error, score
-from training.selection import choose_threshold, fit_platt, source_balanced_weights
+from training.selection import choose_threshold, source_balanced_weights
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BUDGET = 0.005
@@ -87,14 +87,34 @@ class ValScores:
         return float(np.average(inside, weights=self.weights))
 
 
+def fit_map(
+    margin: np.ndarray, y: np.ndarray, weights: np.ndarray, iterations: int = 50
+) -> tuple[float, float]:
+    """`selection.fit_platt` (unregularised 1-D logistic regression, p = sigmoid(a * margin + b))
+    by Newton's method in numpy: it is fitted once for each of about a thousand candidate bands,
+    where scikit-learn's solver, called a thousand times, takes minutes. The same (a, b) to
+    1e-4 (`tests/test_cascade_band.py` checks it against `fit_platt`)."""
+    x = np.column_stack([margin, np.ones_like(margin)])
+    theta = np.array([1.0, 0.0])
+    for _ in range(iterations):
+        p = sigmoid(x @ theta)
+        gradient = x.T @ (weights * (p - y))
+        hessian = (x * (weights * p * (1.0 - p))[:, None]).T @ x + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        theta -= step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    return float(theta[0]), float(theta[1])
+
+
 def stage2_map(scores: ValScores, inside: np.ndarray) -> tuple[float, float]:
     """(a, b) of the monotone map fitted inside the band; the identity where it cannot be fitted
     (too few texts, one class) or would reverse stage 2's order."""
     y = scores.labels[inside]
     if inside.sum() < 50 or len(set(y.tolist())) < 2:
         return 1.0, 0.0
-    a, b = fit_platt(logit(scores.stage2[inside]), y, scores.weights[inside])
-    return (a, b) if a > 0 else (1.0, 0.0)
+    a, b = fit_map(logit(scores.stage2[inside]), y, scores.weights[inside])
+    return (a, b) if 0 < a < 100 and np.isfinite(b) else (1.0, 0.0)
 
 
 def combine(
@@ -188,8 +208,10 @@ def stage_scores(data_dir: Path, models_dir: Path) -> tuple[ValScores, dict[str,
     return ValScores(p1, p2, np.asarray(val.labels), val.sources), corpus.files, cascade
 
 
-def select(scores: ValScores, budget: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    rows = evaluate_bands(scores, candidate_bands(scores.stage1))
+def select(
+    scores: ValScores, budget: float, step: float = GRID_STEP
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    rows = evaluate_bands(scores, candidate_bands(scores.stage1, step))
     chosen = cheapest(rows, budget)
     if chosen is None:  # cannot happen: the band [0, 1] is onnx alone, a gap of 0
         raise RuntimeError("no band meets the budget")
@@ -203,6 +225,7 @@ def metadata(
     budget: float,
     stages: dict[str, dict[str, Any]],
     files: dict[str, str],
+    step: float = GRID_STEP,
 ) -> dict[str, Any]:
     combined, _, _, _ = combine(scores, chosen["low"], chosen["high"])
     threshold = choose_threshold(combined, scores.labels, scores.weights)
@@ -230,7 +253,7 @@ def metadata(
             "of the bands that meet it, the one sending the fewest texts to stage 2 (sources "
             "weighted equally)",
             "max_gap": budget,
-            "grid": f"band ends at every {GRID_STEP:.0%} quantile of the validation tfidf scores, "
+            "grid": f"band ends at every {step:.0%} quantile of the validation tfidf scores, "
             "plus 0 and 1",
             "bands_tried": len(rows),
         },
@@ -245,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m training.select_cascade_band", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET)
+    parser.add_argument(
+        "--grid-step", type=float, default=GRID_STEP, help="quantile step of the band ends"
+    )
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--models-dir", type=Path, default=REPO_ROOT / "models")
     parser.add_argument("--output", type=Path, help="default: MODELS_DIR/cascade")
@@ -254,12 +280,12 @@ def main(argv: list[str] | None = None) -> int:
     except DataFileMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    chosen, rows = select(scores, args.budget)
+    chosen, rows = select(scores, args.budget, args.grid_step)
     stages = {
         stage.name: {"model_version": stage.version, "threshold": stage.default_threshold}
         for stage in (cascade.stage1, cascade.stage2)
     }
-    out = metadata(scores, chosen, rows, args.budget, stages, files)
+    out = metadata(scores, chosen, rows, args.budget, stages, files, args.grid_step)
     folder = args.output or args.models_dir / "cascade"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "metadata.json"
