@@ -15,6 +15,10 @@ The cascade's artifact is a small `metadata.json` (models/cascade) written by
 - `threshold`: the cascade's own decision threshold, chosen on its combined validation scores;
 - `stages`: the model version of each stage it was chosen with. Other models make the band,
   map and threshold meaningless, so a mismatch fails the load rather than serving them.
+
+Each `Score` names the stage that answered (`stage`), which the serving layer counts in a metric
+and the access log. A cascade answers one probability per text: stage 2's per-label scores of a
+multi-label head are not passed on, since stage 1 has none.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from ml_prod_api.errors import ModelLoadError
+from ml_prod_api.errors import ModelLoadError, ModelNotReady
 from ml_prod_api.providers.artifact_files import read_json
 from ml_prod_api.providers.base import Contribution, Provider, Score
 from ml_prod_api.providers.onnx import OnnxProvider, OnnxSettings
@@ -149,8 +153,6 @@ class CascadeProvider(Provider):
     @property
     def config(self) -> CascadeConfig:
         if self._config is None:
-            from ml_prod_api.errors import ModelNotReady
-
             raise ModelNotReady("the cascade is not loaded")
         return self._config
 
@@ -200,8 +202,8 @@ class CascadeProvider(Provider):
         return out
 
     def _stage2(self, texts: list[str]) -> list[Score]:
-        """One call for every text of the batch that needs stage 2, unless more than stage 2
-        takes at once."""
+        """Stage 2 scores these texts in one call, or in calls of its own `max_batch_size` when
+        there are more."""
         limit = max(1, self.stage2.max_batch_size)
         scores: list[Score] = []
         for start in range(0, len(texts), limit):
