@@ -29,15 +29,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field, model_validator
 
 from ml_prod_api.errors import ModelLoadError, ModelNotReady
 from ml_prod_api.providers.artifact_files import read_json
 from ml_prod_api.providers.base import Contribution, Provider, Score
-from ml_prod_api.providers.onnx import OnnxProvider, OnnxSettings
-from ml_prod_api.providers.tfidf import TfidfProvider, TfidfSettings
+from ml_prod_api.providers.onnx import OnnxProvider, OnnxRuntimeSettings
+from ml_prod_api.providers.tfidf import TfidfProvider
 
 METADATA_FILE = "metadata.json"
 STAGE1 = TfidfProvider.name
@@ -227,7 +226,7 @@ class CascadeProvider(Provider):
         return [shift, *contributions][: max(top_k, 0)]
 
 
-class CascadeSettings(OnnxSettings):
+class CascadeSettings(OnnxRuntimeSettings):
     """MODEL_PATH is the cascade's folder (its metadata.json); the stages' artifacts are
     CASCADE_TFIDF_PATH and CASCADE_ONNX_PATH (default: MODELS_DIR/tfidf and MODELS_DIR/onnx).
     The onnx settings (ONNX_INTRA_OP_THREADS, MAX_SEQ_LENGTH, FORWARD_BATCH_SIZE, ...) apply to
@@ -266,20 +265,11 @@ class CascadeSettings(OnnxSettings):
         return Band(self.cascade_band_low, self.cascade_band_high)
 
     def build_provider(self) -> CascadeProvider:
-        # Each stage is built by its own settings model from the values already read here, so
-        # it is configured exactly as when it is served alone. The cascade's MODEL_VERSION
-        # names the cascade, not a stage.
-        onnx_values: dict[str, Any] = self.model_dump(include=set(OnnxSettings.model_fields))
-        onnx_values.update(
-            model_path=self.cascade_onnx_path or self.models_dir / OnnxProvider.name,
-            model_version=None,
+        # The cascade's MODEL_VERSION names the cascade, not a stage.
+        stage1 = TfidfProvider(self.cascade_tfidf_path or self.models_dir / TfidfProvider.name)
+        stage2 = self.onnx_provider(
+            self.cascade_onnx_path or self.models_dir / OnnxProvider.name, version=None
         )
-        stage1 = TfidfSettings.model_construct(
-            model_path=self.cascade_tfidf_path or self.models_dir / TfidfProvider.name,
-            models_dir=self.models_dir,
-            model_version=None,
-        ).build_provider()
-        stage2 = OnnxSettings.model_construct(**onnx_values).build_provider()
         return CascadeProvider(
             self.resolved_model_path,
             stage1,

@@ -141,8 +141,9 @@ def intra_op_threads(setting: int, instances: int) -> int:
     return max(1, len(os.sched_getaffinity(0)) // instances)
 
 
-class OnnxSettings(SequenceSettings):
-    artifact_folder = OnnxProvider.name
+class OnnxRuntimeSettings(SequenceSettings):
+    """The settings of an onnx model wherever it is served: alone (`OnnxSettings`) or as a
+    stage of another provider (the `cascade`)."""
 
     onnx_intra_op_threads: int = Field(default=0, ge=0, le=256)
     onnx_inter_op_threads: int = Field(default=1, ge=0, le=256)
@@ -154,10 +155,19 @@ class OnnxSettings(SequenceSettings):
         "instances each session takes its share of the cores.",
     )
 
-    def build_provider(self) -> OnnxProvider:
+    def onnx_provider(self, path: Path, version: str | None) -> OnnxProvider:
+        options = self.classifier_options()
+        options["version"] = version
         return OnnxProvider(
-            self.resolved_model_path,
+            path,
             intra_op_threads=intra_op_threads(self.onnx_intra_op_threads, self.model_instances),
             inter_op_threads=self.onnx_inter_op_threads,
-            **self.classifier_options(),
+            **options,
         )
+
+
+class OnnxSettings(OnnxRuntimeSettings):
+    artifact_folder = OnnxProvider.name
+
+    def build_provider(self) -> OnnxProvider:
+        return self.onnx_provider(self.resolved_model_path, self.model_version)
