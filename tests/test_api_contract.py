@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 from fastapi.testclient import TestClient
 
 from ml_prod_api.providers.stub import stub_probability
+from tests.support.servers import ROOT
 
 
 def _metric(client: TestClient, name: str) -> float:
@@ -27,8 +29,9 @@ def test_seed_curl_example(client: TestClient) -> None:
     )
     assert r.status_code == 200
     pred = r.json()["prediction"]
-    assert set(pred) == {"label", "probability_toxic", "model_version", "provider"}
+    assert set(pred) == {"label", "probability_toxic", "threshold", "model_version", "provider"}
     assert pred["label"] == "toxic"
+    assert pred["threshold"] == 0.5  # the stub records no threshold of its own
     assert pred["probability_toxic"] == stub_probability("you are awful")
     assert pred["provider"] == "stub"
     assert pred["model_version"] == "stub-1"
@@ -44,6 +47,22 @@ def test_threshold_setting_moves_the_label(client_factory) -> None:  # type: ign
     strict = client_factory(toxic_threshold=0.99)
     pred = strict.post("/v1/predict", json={"text": "you are awful"}).json()["prediction"]
     assert pred["label"] == "non-toxic"  # 0.76 < 0.99
+    # The answer says which threshold decided it, and so does GET /.
+    assert pred["threshold"] == 0.99
+    assert strict.get("/").json()["threshold"] == 0.99
+
+
+def test_the_models_own_threshold_is_in_every_answer(client_factory) -> None:  # type: ignore[no-untyped-def]
+    # Without TOXIC_THRESHOLD the label follows the threshold chosen in training
+    # (metadata.json), and each prediction says so: a caller can tell why 0.4 is `toxic`.
+    metadata = json.loads((ROOT / "models" / "tfidf" / "metadata.json").read_text())
+    tfidf = client_factory(model_provider="tfidf")
+    texts = ["you are awful", "I am a proud gay man", "what a lovely day"]
+    preds = tfidf.post("/v1/predict_batch", json={"texts": texts}).json()["predictions"]
+    assert {p["threshold"] for p in preds} == {metadata["threshold"]}
+    for p in preds:
+        assert p["label"] == ("toxic" if p["probability_toxic"] >= p["threshold"] else "non-toxic")
+    assert tfidf.get("/").json()["threshold"] == metadata["threshold"]
 
 
 def test_batch_keeps_input_order_in_one_model_call(client: TestClient) -> None:
@@ -71,6 +90,7 @@ def test_root_metadata(client: TestClient) -> None:
     assert body["model_version"] == "stub-1"
     assert body["api_version"] == "v1"
     assert body["ready"] is True
+    assert body["threshold"] == 0.5
     for link in ("/docs", "/healthz", "/readyz", "/metrics", "/openapi.json"):
         assert link in body["links"].values()
         assert client.get(link).status_code == 200
@@ -86,6 +106,17 @@ def test_readyz_ready(client: TestClient) -> None:
     r = client.get("/readyz")
     assert r.status_code == 200
     assert r.json()["status"] == "ready"
+
+
+def test_head_on_the_probes_answers_like_get_without_a_body(client: TestClient) -> None:
+    for path in ("/healthz", "/readyz"):
+        get, head = client.get(path), client.head(path)
+        assert head.status_code == get.status_code == 200, path
+        assert head.headers["content-type"] == get.headers["content-type"]
+        assert head.headers["x-request-id"]
+    # Only the probes: HEAD elsewhere is still the envelope's 405.
+    assert client.head("/v1/predict").status_code == 405
+    assert 'http_requests_total{route="/healthz",status="200"} 2.0' in client.get("/metrics").text
 
 
 def test_metrics_exposes_the_named_metrics_by_route_template(client: TestClient) -> None:

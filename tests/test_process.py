@@ -18,8 +18,34 @@ from tests.support.servers import ROOT, run_server
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def test_console_script_serves_the_seed_example() -> None:
-    with run_server() as server:
+def json_records(output: str) -> list[dict[str, object]]:
+    """Every line a server wrote (stdout and stderr together) as one JSON object each, with no
+    terminal escape codes; fails on any line that is not."""
+    records = []
+    for line in output.splitlines():
+        assert "\x1b" not in line and "\\u001b" not in line, line[:300]
+        record = json.loads(line)  # a plain-text line (a traceback, a warning) fails here
+        assert isinstance(record, dict), line[:300]
+        assert "color_message" not in record, line[:300]
+        records.append(record)
+    assert records
+    return records
+
+
+def head_without_body(port: int, path: str) -> bytes:
+    """HEAD over a raw socket: the status line, and nothing after the headers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert body == b"", body[:200]
+    return head.split(b"\r\n", 1)[0]
+
+
+def test_console_script_serves_the_seed_example_and_logs_only_json() -> None:
+    with run_server(DRAIN_GRACE_SECONDS="0") as server:
         server.wait_ready()
         r = httpx2.post(
             server.url + "/v1/predict",
@@ -29,6 +55,48 @@ def test_console_script_serves_the_seed_example() -> None:
         assert r.status_code == 200
         assert r.json()["prediction"]["label"] == "toxic"
         assert "server" not in r.headers  # no version banner
+        # What a load balancer's HEAD health check gets from the real server.
+        assert head_without_body(server.port, "/healthz") == b"HTTP/1.1 200 OK"
+        assert head_without_body(server.port, "/readyz") == b"HTTP/1.1 200 OK"
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(30) == 0
+        records = json_records(server.output())
+    routes = [(r.get("method"), r.get("route")) for r in records if "status_code" in r]
+    assert ("HEAD", "/healthz") in routes and ("POST", "/v1/predict") in routes
+    assert any(r["logger"] == "uvicorn.error" for r in records)  # uvicorn's own lines too
+
+
+def test_several_workers_log_only_json() -> None:
+    with run_server(WEB_CONCURRENCY="2", DRAIN_GRACE_SECONDS="0") as server:
+        server.wait_ready(timeout_s=60)
+        for _ in range(4):
+            r = httpx2.post(server.url + "/v1/predict", json={"text": "you are awful"})
+            assert r.status_code == 200
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(30) == 0
+        records = json_records(server.output())
+    assert sum(r["message"] == "model loaded" for r in records) == 2
+    # No library warning at all (prometheus-client warns when labels are cleared in its
+    # multiprocess mode; the service never clears them).
+    assert [r["message"] for r in records if r["logger"] == "py.warnings"] == []
+
+
+def test_python_warnings_become_json_lines() -> None:
+    code = (
+        "import warnings\n"
+        "from ml_prod_api.logs import configure_logging\n"
+        "configure_logging('INFO')\n"
+        "warnings.warn('a library is unhappy', UserWarning)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-W", "default", "-c", code],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0
+    assert proc.stderr == ""
+    (record,) = json_records(proc.stdout)
+    assert record["logger"] == "py.warnings" and record["level"] == "WARNING"
+    assert "UserWarning: a library is unhappy" in str(record["message"])
 
 
 def test_classic_uvicorn_command() -> None:
@@ -59,8 +127,7 @@ def test_classic_uvicorn_command() -> None:
         server.proc.wait(30)
         out = server.output()
     # Every line on stdout is JSON, uvicorn's own lines included.
-    for line in out.strip().splitlines():
-        json.loads(line)
+    json_records(out)
 
 
 def test_liveness_answers_while_a_batch_computes() -> None:
@@ -112,14 +179,20 @@ def test_sigterm_drains_without_losing_requests() -> None:
         assert any(e.get("event") == "drain_started" for e in log)
 
 
-def test_fail_fast_exits_non_zero_with_the_reason() -> None:
-    with run_server(STUB_LOAD_ERROR="model file is truncated", STARTUP_FAIL_FAST="true") as server:
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_fail_fast_exits_non_zero_with_one_line_of_reason(workers: str) -> None:
+    with run_server(
+        STUB_LOAD_ERROR="model file is truncated", STARTUP_FAIL_FAST="true",
+        WEB_CONCURRENCY=workers,
+    ) as server:
         code = server.proc.wait(60)
-        out = server.output()
-    assert code != 0
-    failures = [json.loads(line) for line in out.splitlines() if "model_load_failed" in line]
-    assert len(failures) == 1
-    assert "model file is truncated" in failures[0]["message"]
+        records = json_records(server.output())
+    assert code == 3  # uvicorn's start-up failure status, with one worker or several
+    # The reason once per worker that tried, as one JSON line; no traceback anywhere.
+    reasons = [r for r in records if "model file is truncated" in str(r["message"])]
+    assert 1 <= len(reasons) <= int(workers)
+    assert all(r["event"] == "model_load_failed" for r in reasons)
+    assert not any("Traceback" in str(r) for r in records)
 
 
 def test_invalid_setting_stops_serve_with_one_line() -> None:

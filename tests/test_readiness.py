@@ -17,6 +17,8 @@ def test_loading_then_ready(client_factory) -> None:  # type: ignore[no-untyped-
     r = c.get("/readyz")
     assert r.status_code == 503
     assert r.json()["status"] == "loading"
+    assert c.head("/readyz").status_code == 503  # a HEAD health check sees the same
+    assert c.get("/").json()["threshold"] is None  # the model that decides it is not loaded
     assert c.get("/healthz").status_code == 200
     r = c.post("/v1/predict", json={"text": "hello"})
     assert r.status_code == 503
@@ -34,7 +36,9 @@ def test_failed_load_stays_alive_and_says_why(client_factory) -> None:  # type: 
     assert r.status_code == 503
     # The reason without the deployment's paths (the log line keeps them).
     assert r.json()["status"] == "failed: model file not found: model.bin"
+    assert c.head("/readyz").status_code == 503
     assert c.get("/healthz").status_code == 200
+    assert c.head("/healthz").status_code == 200
     for path, body in (("/v1/predict", {"text": "hi"}), ("/v1/predict_batch", {"texts": ["hi"]})):
         r = c.post(path, json=body)
         assert r.status_code == 503

@@ -25,7 +25,7 @@ from ml_prod_api.http.routes import router
 from ml_prod_api.http.schemas import BatchPredictRequest, ModerationRequest, PredictRequest
 from ml_prod_api.http.state import AppState
 from ml_prod_api.http.validation import NOT_ONLY_WHITESPACE
-from ml_prod_api.lifecycle import make_lifespan
+from ml_prod_api.lifecycle import StartupFailureMiddleware, make_lifespan
 from ml_prod_api.logs import configure_logging
 from ml_prod_api.metrics import Metrics
 from ml_prod_api.multiproc import WorkerBoard
@@ -97,7 +97,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The order, outermost first: proxy headers (the real client address), request context
     # (id, access log, metrics, last-resort 500), security headers, CORS, API keys (before any
     # body is read), admission (in-flight cap), body limit, then FastAPI. `add_middleware`
-    # prepends, so add in reverse.
+    # prepends, so add in reverse. (The start-up failure message sees the lifespan scope only,
+    # so its place does not matter.)
+    app.add_middleware(StartupFailureMiddleware)
     app.add_middleware(
         BodyLimitMiddleware,
         limit=settings.body_limit,

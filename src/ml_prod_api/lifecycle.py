@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -19,6 +20,7 @@ from types import FrameType
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ml_prod_api.http.state import app_state
 from ml_prod_api.serving import InferenceService, ReadyState
@@ -32,6 +34,36 @@ class StartupError(RuntimeError):
 
 
 Handler = Callable[[int, FrameType | None], Any]
+
+
+class StartupFailureMiddleware:
+    """Pure ASGI, lifespan scope only: a `StartupError` fails start-up without a traceback.
+
+    Starlette answers any exception from the lifespan with `lifespan.startup.failed` carrying the
+    whole formatted traceback, which uvicorn logs as one error record. A model that does not load
+    under STARTUP_FAIL_FAST is an expected outcome whose reason is already logged once
+    (`model_load_failed`), so the message is emptied: uvicorn then logs only "Application startup
+    failed. Exiting." and the process exits non-zero. Any other exception keeps its traceback.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_quietly(message: Message) -> None:
+            # Starlette sends this message from inside its `except` block, so the exception
+            # being handled is the one the lifespan raised.
+            if message["type"] == "lifespan.startup.failed" and isinstance(
+                sys.exc_info()[1], StartupError
+            ):
+                message = {"type": "lifespan.startup.failed", "message": ""}
+            await send(message)
+
+        await self.app(scope, receive, send_quietly)
 
 
 def install_drain_handler(

@@ -3,7 +3,9 @@
 The request id lives in a contextvar set by the request middleware, and a filter copies it onto
 every record, so a log line written anywhere during a request can be joined to it. Uvicorn's own
 loggers are routed through the same formatter; its access log is replaced by ours (which knows
-the route template and the model version). Raw input text is never passed to a logger.
+the route template and the model version). Python warnings go through the logging module too
+(`logging.captureWarnings`), so a library's warning is a JSON line like any other instead of two
+plain-text lines on stderr. Raw input text is never passed to a logger.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import sys
 from contextvars import ContextVar
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -34,6 +37,9 @@ def make_formatter() -> OrjsonFormatter:
         style="{",
         rename_fields={"levelname": "level", "name": "logger"},
         timestamp="timestamp",  # ISO 8601, UTC, microseconds
+        # Uvicorn attaches `color_message` (the message with ANSI colour codes) to its records
+        # for its own coloured console formatter; in JSON it is noise with escape codes in it.
+        reserved_attrs=[*RESERVED_ATTRS, "color_message"],
     )
 
 
@@ -69,3 +75,5 @@ def configure_logging(level: str = "INFO") -> None:
     access.propagate = False
     access.disabled = True
     logging.getLogger("ml_prod_api").setLevel(level)
+    # `warnings.warn` -> the `py.warnings` logger -> the JSON handler above.
+    logging.captureWarnings(True)

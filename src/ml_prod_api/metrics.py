@@ -168,7 +168,9 @@ class Metrics:
         self.model_ready.set(1 if ready else 0)
 
     def set_model_info(self, provider: str, version: str) -> None:
-        self.model_info.clear()
+        # Set once, when the model has loaded: a process serves one model for its whole life,
+        # so there is no earlier series to clear (and `clear()` only warns in prometheus-client's
+        # multiprocess mode, where it is not implemented).
         self.model_info.labels(provider, version).set(1)
 
     def set_queue_depth(self, items: int) -> None:

@@ -24,6 +24,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     # Imported here: `ml-prod-api score` and `--help` need none of the server.
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
     from ml_prod_api.http.protocol import HeaderTimeoutProtocol
@@ -64,10 +65,15 @@ def run_serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, lambda signum, frame: None)
         if workers > 1:
             sock = config.bind_socket()
-            Multiprocess(config, sockets=[sock]).run()
+            supervisor = Multiprocess(config, sockets=[sock])
+            supervisor.run()
+            # Uvicorn's supervisor stops when a worker fails to start (STARTUP_FAIL_FAST and a
+            # broken model) but returns normally; the exit status must say it failed.
+            if any(p.process.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+                return STARTUP_FAILURE
             return 0
         server = uvicorn.Server(config)
         server.run()
         if not server.started:
-            return 3  # start-up failed (e.g. STARTUP_FAIL_FAST and a broken model)
+            return STARTUP_FAILURE  # start-up failed (e.g. STARTUP_FAIL_FAST and a broken model)
         return 0

@@ -117,11 +117,15 @@ _MODERATION_ERRORS = {
 router = APIRouter()
 
 
-def _threshold(settings: Settings, service: InferenceService) -> float:
+def _threshold(settings: Settings, service: InferenceService) -> float | None:
+    """TOXIC_THRESHOLD, else the loaded model's own, else 0.5; None while the model that would
+    decide it is not loaded."""
     if settings.toxic_threshold is not None:
         return settings.toxic_threshold
     provider = service.provider
-    default = provider.default_threshold if provider is not None else None
+    if provider is None:
+        return None
+    default = provider.default_threshold
     return default if default is not None else 0.5
 
 
@@ -140,6 +144,7 @@ def _predictions(
         pred: dict[str, Any] = {
             "label": "toxic" if p >= threshold else "non-toxic",
             "probability_toxic": p,
+            "threshold": threshold,
             "model_version": version,
             "provider": name,
         }
@@ -246,6 +251,7 @@ async def _score(
         arrived_at=request.scope.get(ARRIVED_SCOPE_KEY),
     )
     threshold = _threshold(state.settings, service)
+    assert threshold is not None  # predict() only returns once the model is loaded
     preds = _predictions(result.scores, threshold, service, result.explanation)
     _record(request, state.metrics, preds, texts)
     _log_stages(request, result.scores)
@@ -337,6 +343,7 @@ async def root(request: Request) -> ServiceInfo:
         api_version=API_VERSION,
         provider=settings.model_provider,
         model_version=provider.version if provider is not None else None,
+        threshold=_threshold(settings, service),
         ready=service.readiness.ready,
         links={
             "docs": "/docs",
@@ -351,12 +358,18 @@ async def root(request: Request) -> ServiceInfo:
     )
 
 
+# HEAD on the probes, as many health checkers and load balancers send it: the GET route's
+# status and headers, and uvicorn sends no body for HEAD. A separate route (not
+# `methods=["GET", "HEAD"]`) keeps HEAD out of the OpenAPI schema, where both methods would share
+# one operation id.
+@router.head("/healthz", include_in_schema=False)
 @router.get("/healthz", response_model=HealthResponse, tags=["probes"], summary="Liveness")
 async def healthz() -> HealthResponse:
     # No model work and no awaits on the model thread: answers while a batch computes.
     return HealthResponse(status="ok")
 
 
+@router.head("/readyz", include_in_schema=False)
 @router.get(
     "/readyz",
     response_model=ReadyResponse,

@@ -41,9 +41,16 @@ class Contribution(BaseModel):
     weight: float
 
 
+THRESHOLD_DESCRIPTION = (
+    "The decision threshold: `label` is `toxic` when `probability_toxic` is at least this. "
+    "It is TOXIC_THRESHOLD when set, else the threshold chosen for the model in training, else 0.5."
+)
+
+
 class Prediction(BaseModel):
     label: Label
     probability_toxic: float = Field(ge=0.0, le=1.0)
+    threshold: float = Field(ge=0.0, le=1.0, description=THRESHOLD_DESCRIPTION)
     model_version: str
     provider: str
     labels: dict[str, float] | None = Field(
@@ -57,6 +64,7 @@ class Prediction(BaseModel):
 _PREDICTION_EXAMPLE: dict[str, Any] = {
     "label": "toxic",
     "probability_toxic": 0.91,
+    "threshold": 0.395,
     "model_version": "tfidf-20261126-abc123",
     "provider": "tfidf",
 }
@@ -252,5 +260,8 @@ class ServiceInfo(BaseModel):
     api_version: str
     provider: str
     model_version: str | None
+    threshold: float | None = Field(
+        description=THRESHOLD_DESCRIPTION + " null while no model is loaded and it is unset."
+    )
     ready: bool
     links: dict[str, str]
