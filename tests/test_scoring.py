@@ -6,6 +6,7 @@ import argparse
 import csv
 import io
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,13 +65,41 @@ def test_csv_without_id_column_uses_line_numbers(tmp_path: Path) -> None:
     assert [r["id"] for r in read_csv(out)] == ["2", "3"]
 
 
-def test_csv_missing_text_column_is_an_error(
+def test_csv_missing_text_column_is_an_error_and_leaves_no_output(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     source = tmp_path / "in.csv"
     source.write_text("body\nhello\n")
     assert run([str(source), "-o", str(tmp_path / "out.csv")]) == 2
     assert "no column 'text'" in capsys.readouterr().err
+    # No header-only out.csv that looks like an empty result, and no temporary file either.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_a_failed_run_keeps_the_previous_output(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("id,text\na,you stupid idiot\n")
+    out = tmp_path / "out.csv"
+    assert run([str(source), "-o", str(out)]) == 0
+    before = out.read_text()
+    assert run([str(source), "-o", str(out), "--text-column", "comment"]) == 2
+    assert out.read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "out.csv"]
+    # Readable like any file the user writes (not the temporary file's 0600).
+    assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_missing_output_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "in.txt"
+    source.write_text("hello\n")
+    assert run([str(source), "-o", str(tmp_path / "absent" / "out.csv")]) == 2
+    assert "output folder not found" in capsys.readouterr().err
 
 
 def test_jsonl_to_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -85,11 +114,27 @@ def test_jsonl_to_jsonl(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     out = tmp_path / "out.jsonl"
     assert run([str(source), "--output", str(out), "--batch-size", "1"]) == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [r["id"] for r in records] == ["7", "5"]
+    # Ids keep their JSON type: 7 stays an integer; without an id, the line number.
+    assert [r["id"] for r in records] == [7, 5]
     assert set(records[0]) == {"id", "probability_toxic", "label"}
     err = capsys.readouterr().err
     assert "line 2: skipped: invalid JSON" in err and "line 3: skipped" in err
     assert SECRET not in err
+
+
+def test_jsonl_ids_keep_their_json_types(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    ids = [7, "7", 7.5, None, True, {"shard": 2, "row": 9}]
+    source.write_text("".join(json.dumps({"id": i, "text": "hello"}) + "\n" for i in ids))
+    out = tmp_path / "out.jsonl"
+    assert run([str(source), "-o", str(out)]) == 0
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == ids
+    # CSV has no types: the same ids as text.
+    csv_out = tmp_path / "out.csv"
+    assert run([str(source), "-o", str(csv_out)]) == 0
+    assert [r["id"] for r in read_csv(csv_out)] == [
+        "7", "7", "7.5", "null", "true", '{"shard": 2, "row": 9}'
+    ]
 
 
 def test_plain_text_with_invalid_utf8(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

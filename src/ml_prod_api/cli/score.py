@@ -4,15 +4,19 @@ Reads CSV, JSONL or plain text (one text per line) as a stream, scores it in bat
 configured provider and writes `id,probability_toxic,label` CSV (or JSONL when OUTPUT ends in
 `.jsonl`). Memory stays flat whatever the file size: one batch is held at a time. A row that cannot
 be scored (bad JSON, a missing or empty text column) is reported on stderr by line number, never
-with its text, and skipped.
+with its text, and skipped. OUTPUT appears only when the run succeeds: the scores are written to a
+temporary file beside it, renamed into place at the end.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +32,9 @@ _SUFFIX_FORMAT = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": 
 @dataclass(frozen=True, slots=True)
 class Row:
     line: int  # 1-based line number in the input (the CSV header is line 1)
-    id: str
+    # The id as the input has it: a CSV cell is a string, a JSONL id keeps its JSON type (an
+    # integer id stays an integer in JSONL output); without an id column, the line number.
+    id: Any
     text: str
 
 
@@ -75,10 +81,14 @@ def read_rows(
     else:
         rows = _read_text(handle)
     for row in rows:
-        if isinstance(row, Row) and not (_is_utf8(row.text) and _is_utf8(row.id)):
+        if isinstance(row, Row) and not (_is_utf8(row.text) and _is_utf8(_id_text(row.id))):
             yield BadRow(row.line, "not valid UTF-8")
         else:
             yield row
+
+
+def _id_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def _is_utf8(value: str) -> bool:
@@ -93,7 +103,7 @@ def _read_text(handle: IO[str]) -> Iterator[Row | BadRow]:
     for number, line in enumerate(handle, 1):
         text = line.rstrip("\r\n")
         if text.strip():
-            yield Row(number, str(number), text)
+            yield Row(number, number, text)
         else:
             yield BadRow(number, "empty line")
 
@@ -127,7 +137,7 @@ def _read_csv(handle: IO[str], text_column: str, id_column: str) -> Iterator[Row
         if not text.strip():
             yield BadRow(line, f"empty {text_column!r}")
             continue
-        row_id = record[id_at] if id_at is not None else str(line)
+        row_id = record[id_at] if id_at is not None else line
         yield Row(line, row_id, text)
 
 
@@ -147,8 +157,7 @@ def _read_jsonl(handle: IO[str], text_column: str, id_column: str) -> Iterator[R
         if not isinstance(text, str) or not text.strip():
             yield BadRow(number, f"missing, empty or non-string {text_column!r}")
             continue
-        raw_id = record.get(id_column, number)
-        yield Row(number, str(raw_id), text)
+        yield Row(number, record.get(id_column, number), text)
 
 
 class ScoreWriter:
@@ -162,9 +171,9 @@ class ScoreWriter:
         if self._csv is not None:
             self._csv.writerow([id_column, "probability_toxic", "label"])
 
-    def write(self, row_id: str, probability: float, label: str) -> None:
+    def write(self, row_id: Any, probability: float, label: str) -> None:
         if self._csv is not None:
-            self._csv.writerow([row_id, f"{probability:.6f}", label])
+            self._csv.writerow([_id_text(row_id), f"{probability:.6f}", label])
         else:
             record = {self._id_column: row_id, "probability_toxic": round(probability, 6),
                       "label": label}  # fmt: skip
@@ -213,6 +222,29 @@ def score_stream(
     return summary
 
 
+@contextlib.contextmanager
+def _replaced_on_success(path: Path) -> Iterator[IO[str]]:
+    """A text file that becomes `path` only if the block finishes without an exception.
+
+    Written beside `path` (so the rename stays on one filesystem and is atomic), then renamed
+    over it; on failure the temporary file is removed and an earlier `path` is left as it was.
+    Hand-written: the standard library has no atomic-replace writer, and this is the whole of it.
+    """
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        # mkstemp creates the file 0600; the output gets the mode a plain open() would give it.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)
+        with open(fd, "w", encoding="utf-8", newline="") as handle:
+            yield handle
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
+
+
 def run_score(args: argparse.Namespace) -> int:
     from ml_prod_api.providers import create_provider
     from ml_prod_api.settings import load_settings
@@ -222,6 +254,9 @@ def run_score(args: argparse.Namespace) -> int:
         return 2
     if not args.input.is_file():
         print(f"error: input file not found: {args.input}", file=sys.stderr)
+        return 2
+    if not args.output.parent.is_dir():
+        print(f"error: output folder not found: {args.output.parent}", file=sys.stderr)
         return 2
     settings = load_settings()
     provider = create_provider(settings)
@@ -241,7 +276,7 @@ def run_score(args: argparse.Namespace) -> int:
     try:
         with (
             args.input.open(encoding="utf-8", newline="", errors="surrogateescape") as source,
-            args.output.open("w", encoding="utf-8", newline="") as sink,
+            _replaced_on_success(args.output) as sink,
         ):
             rows = read_rows(source, fmt, args.text_column, args.id_column)
             writer = ScoreWriter(sink, jsonl_out, args.id_column)
