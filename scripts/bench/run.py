@@ -166,7 +166,10 @@ def start(cfg: Config, logdir: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), **cfg.env)
     cfg.log = (logdir / f"{cfg.port}.log").open("wb")
     started = time.monotonic()
-    cfg.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=cfg.log, stderr=cfg.log)
+    # A session of its own: the server's process group then holds every process it starts, and
+    # `stop` can end them all (see there).
+    cfg.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=cfg.log, stderr=cfg.log,
+                                start_new_session=True)
     deadline = started + 120
     while time.monotonic() < deadline:
         if cfg.proc.poll() is not None:
@@ -180,28 +183,42 @@ def start(cfg: Config, logdir: Path) -> None:
     raise TimeoutError(f"{cfg.name} not ready")
 
 
+def signal_group(cfg: Config, signum: int) -> bool:
+    """Send `signum` to the server's process group (its own session); False when it is empty."""
+    assert cfg.proc is not None
+    try:
+        os.killpg(cfg.proc.pid, signum)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def pause(cfg: Config, paused: bool) -> None:
-    """SIGSTOP (or SIGCONT) the server's whole process tree. Idle servers are not free: LitServe's
-    workers poll their queues and use CPU while idle, which every other configuration and not the
-    in-process figures would pay. So only the configuration being measured runs."""
-    for p in tree(cfg):
-        with contextlib.suppress(psutil.Error):
-            p.send_signal(signal.SIGSTOP if paused else signal.SIGCONT)
+    """SIGSTOP (or SIGCONT) the server's whole process group. Idle servers are not free:
+    LitServe's workers poll their queues and use CPU while idle, which every other configuration
+    and not the in-process figures would pay. So only the configuration being measured runs."""
+    signal_group(cfg, signal.SIGSTOP if paused else signal.SIGCONT)
 
 
-def stop(cfg: Config) -> None:
+def stop(cfg: Config, grace_s: float = 20.0) -> None:
+    """SIGTERM to the server's whole process group, then SIGKILL to whatever is left of it.
+
+    The group, not the process tree: LitServe's inference worker ignores SIGTERM and, once its
+    parent has exited, is no longer anyone's child (psutil's `children()` cannot find it), but it
+    stays in the group and keeps spinning on the CPU.
+    """
     if cfg.proc is None:
         return
     pause(cfg, False)  # a stopped process would hold SIGTERM until continued
-    with contextlib.suppress(psutil.Error):
-        for child in psutil.Process(cfg.proc.pid).children(recursive=True):
-            child.send_signal(signal.SIGTERM)
-    cfg.proc.send_signal(signal.SIGTERM)
-    try:
-        cfg.proc.wait(20)
-    except subprocess.TimeoutExpired:
-        cfg.proc.kill()
-        cfg.proc.wait(10)
+    signal_group(cfg, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        cfg.proc.wait(grace_s)
+    # Once the server itself has gone, a few seconds for the rest of its group to follow.
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline and signal_group(cfg, 0):
+        time.sleep(0.1)
+    signal_group(cfg, signal.SIGKILL)
+    cfg.proc.wait(10)
     cfg.log.close()
 
 
