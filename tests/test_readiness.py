@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from fastapi.testclient import TestClient
 
@@ -75,6 +77,18 @@ def test_fail_fast_aborts_start_up() -> None:
     app = create_app(make_settings(stub_load_error="broken", startup_fail_fast=True))
     with pytest.raises(StartupError, match="broken"), TestClient(app):
         pass
+
+
+def test_transformer_without_torch_names_the_install_command(  # type: ignore[no-untyped-def]
+    client_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An install made with `make install` (no torch) serving the shipped transformer checkpoint:
+    # `None` in sys.modules makes `import torch` fail as if it were not installed.
+    monkeypatch.setitem(sys.modules, "torch", None)
+    c = client_factory(model_provider="transformer")
+    status = c.get("/readyz").json()["status"]
+    assert status.startswith("failed: torch is missing")
+    assert "make install-transformer" in status
 
 
 def test_unknown_provider_module_fails_readiness_not_process(client_factory) -> None:  # type: ignore[no-untyped-def]

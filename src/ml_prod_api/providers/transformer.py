@@ -44,8 +44,8 @@ class TransformerProvider(WindowedClassifier):
             from transformers import AutoModelForSequenceClassification, AutoTokenizer
         except ImportError as exc:
             raise ModelLoadError(
-                f"the transformer provider needs torch and transformers "
-                f"(requirements-transformer.txt): {exc.name} is missing"
+                f"{exc.name} is missing: the transformer provider needs torch and transformers "
+                f"(`make install-transformer`, or pip install -r requirements-transformer.txt)"
             ) from None
         if self._threads:
             torch.set_num_threads(self._threads)
