@@ -1,12 +1,16 @@
 # Two commands on a fresh clone with Python 3.11: `make run` (install + serve the default model)
 # and `make test` (install + lint + type-check + every test). Both create or reuse .venv.
+# `make test-fast`: the same without the slow tests (containers, training, real server
+# processes) and without installing system packages. `make up` / `make down`: the compose stack.
+# `make clean` removes the venv and caches; `make clean-all` also what the tests leave outside it.
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 HOST ?= 0.0.0.0
 PORT ?= 8000
 
-.PHONY: run test install install-dev install-transformer services lint typecheck pytest clean
+.PHONY: run test test-fast install install-dev install-transformer services lint typecheck \
+	pytest clean clean-all up down
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,5 +53,11 @@ pytest: install-dev services
 
 test: lint typecheck pytest
 
+test-fast: lint typecheck
+	$(BIN)/pytest -m "not slow"
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+clean-all:
+	./scripts/clean_all.sh

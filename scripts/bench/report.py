@@ -80,39 +80,64 @@ def tables(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def styles(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """One colour per configuration (matplotlib's 10-colour cycle repeats after ten, so two
+    configurations would share one), and the line style by group: this service solid, the
+    reference servers dashed."""
+    names = list(result["summary"])
+    groups = {r["config"]: r.get("group", "ours") for r in result.get("runs", [])}
+    palette = plt.get_cmap("tab20").colors
+    markers = "osD^v<>pPX*hH8d"
+    return {
+        name: {
+            "color": palette[i % len(palette)],
+            "marker": markers[i % len(markers)],
+            "linestyle": "-" if groups.get(name, "ours") == "ours" else "--",
+        }
+        for i, name in enumerate(names)
+    }
+
+
 def plots(result: dict[str, Any]) -> list[Path]:
     PLOTS.mkdir(parents=True, exist_ok=True)
     s = result["summary"]
+    style = styles(result)
+    run = f"run {result['mode']} of {result['started_at']}"
     c = 32 if 32 in result["concurrencies"] else result["concurrencies"][-1]
     names = [n for n in s if str(c) in s[n]]
     vals = [s[n][str(c)]["items_per_s"] for n in names]
     lo = [v - s[n][str(c)]["items_min"] for n, v in zip(names, vals, strict=True)]
     hi = [s[n][str(c)]["items_max"] - v for n, v in zip(names, vals, strict=True)]
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(names) + 1.5))
-    ax.barh(names, vals, xerr=[lo, hi], color="#4c72b0")
+    ax.barh(names, vals, xerr=[lo, hi], color=[style[n]["color"] for n in names])
+    for name, value in zip(names, vals, strict=True):
+        ax.annotate(f" {value:,.0f}", (value, name), va="center", fontsize=7)
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.set_xlabel(f"items/s at concurrency {c} (log scale; min-max bars)")
-    ax.set_title("Throughput by configuration")
+    ax.set_title(f"Throughput by configuration ({run})", fontsize=10)
     fig.tight_layout()
     out1 = PLOTS / "throughput.png"
     fig.savefig(out1, dpi=90)
     plt.close(fig)
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 6.5))
     for name in names:
         cs = sorted(int(k) for k in s[name])
         for ax, key in zip(axes, ("p50_ms", "p99_ms"), strict=True):
-            ax.plot(cs, [s[name][str(k)][key] for k in cs], marker="o", label=name)
+            ax.plot(cs, [s[name][str(k)][key] for k in cs], label=name, **style[name])
     for ax, key in zip(axes, ("p50", "p99"), strict=True):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("concurrency")
         ax.set_ylabel(f"{key} latency (ms, log)")
-        ax.set_title(f"{key} latency vs concurrency")
+        ax.set_title(f"{key} latency vs concurrency", fontsize=10)
         ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=7, loc="upper left")
-    fig.tight_layout()
+    # One legend for both panels, under them: every series is named once, in both panels.
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.suptitle(f"Latency by configuration ({run}; dashed: reference servers)", fontsize=10)
+    fig.tight_layout(rect=(0, 0.17, 1, 1))
     out2 = PLOTS / "latency.png"
     fig.savefig(out2, dpi=90)
     plt.close(fig)

@@ -182,6 +182,29 @@ def summarize(results: Iterable[Result]) -> dict[str, Any]:
     }
 
 
+def timeline(results: Iterable[Result], origin: float, width_s: float) -> list[dict[str, Any]]:
+    """Requests by the window (of `width_s`, from `origin`) in which they were due or sent: how
+    many got 200, 429, 503 or another status, how many no answer, and the p99 latency (ms) of the
+    answered ones. What RELIABILITY.md plots over time (scripts/reliability/plots.py)."""
+    windows: dict[int, list[Result]] = {}
+    for r in results:
+        windows.setdefault(int((r.started - origin) // width_s), []).append(r)
+    out = []
+    for k, rs in sorted(windows.items()):
+        statuses = Counter(r.status for r in rs if r.status)
+        lat = [r.latency * 1000 for r in rs if r.status]
+        out.append({
+            "from_s": round(k * width_s, 3),
+            "200": statuses.pop(200, 0),
+            "429": statuses.pop(429, 0),
+            "503": statuses.pop(503, 0),
+            "other": sum(statuses.values()),
+            "no_answer": sum(1 for r in rs if not r.status),
+            "p99_ms": round(percentile(lat, 99), 1) if lat else None,
+        })
+    return out
+
+
 def fmt_summary(s: dict[str, Any]) -> str:
     return (
         f"{s['requests']} requests, status {s['by_status']}, codes {s['by_code']}, "

@@ -108,6 +108,8 @@ async def drill(port: int, seconds: float, factor: float, report: harness.Report
     ]
     net_errors = [r for r in results if r.error]
     report.figure("overload_run", harness.summarize(results))
+    # From the start of the overload; the load stops at `seconds`.
+    report.figure("timeline_1s", harness.timeline(results, t_start, 1.0))
     report.figure("accepted_rps", round(len(accepted) / seconds, 1))
     report.figure("refused_rps", round(len(refused) / seconds, 1))
     report.figure("deadline_503_rps", round(len(timeouts) / seconds, 1))

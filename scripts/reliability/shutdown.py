@@ -126,6 +126,9 @@ async def one_round(srv: LoggedServer, load_s: float, report: harness.Report) ->
         "exit_code": code,
         "exit_after_s": round(t_exit, 2),
         "drain_started_logged": bool(harness.log_events(srv, "drain_started")),
+        # From SIGTERM (negative: before it), and when /readyz answered what.
+        "timeline_100ms": harness.timeline(load.stats.results, t_sig, 0.1),
+        "readyz_polls": [[round(at, 3), status] for at, status in ready_seen],
     }
 
 
