@@ -1,4 +1,4 @@
-# ml-prod-api container image (issue 7). See DEPLOYMENT.md.
+# ml-prod-api container image. See DEPLOYMENT.md.
 #
 #   docker build -t ml-prod-api .                       # serves tfidf and onnx (no torch)
 #   docker build -t ml-prod-api:transformer \
