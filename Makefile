@@ -61,3 +61,16 @@ clean:
 
 clean-all:
 	./scripts/clean_all.sh
+
+# The compose stack (docker-compose.yml) with Docker Compose or podman-compose; GRAFANA=1 adds
+# Grafana. scripts/stack.sh says what it waits for.
+up:
+	./scripts/stack.sh up
+
+down:
+	./scripts/stack.sh down
+
+# podman-compose for `make up` where the machine has none: the version pinned for the tests.
+$(VENV)/.compose-installed: requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c requirements.txt "$$(grep -m1 '^podman-compose==' requirements-dev.txt)"
+	touch $@

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Builds the image from the unchanged Dockerfile with podman and checks that it really serves:
 # not root, read-only root filesystem, /readyz, the README's curl example, the HEALTHCHECK, a
-# graceful SIGTERM drain with exit status 0, several workers with aggregated metrics, then
-# docker-compose.yml (api, redis, prometheus) with a rate limit shared through Redis. Published
-# ports are on 127.0.0.1 only; every wait is bounded. Images are kept (the base stand-in and the
-# build cache make the next run fast); containers, networks and volumes are not.
+# graceful SIGTERM drain with exit status 0, several workers with aggregated metrics; then the
+# rendered Kubernetes base under `podman kube play` (non-root, read-only root, probes, a
+# prediction, `podman kube down` drains it); then docker-compose.yml (api, redis, prometheus)
+# through `make up` with a rate limit shared through Redis. Published ports are on 127.0.0.1
+# only; every wait is bounded. Images are kept (the base stand-in and the build cache make the
+# next run fast); containers, pods, secrets, networks and volumes are not.
 #
 # Usage: scripts/container_smoke.sh [--context DIR]
 #   --context DIR   build context (default: the repository root; e.g. a `git archive` export)
 #   SMOKE_IMAGE     tag to build (default localhost/ml-prod-api:smoke)
 #   BUILD_TIMEOUT   seconds for `podman build` (default 1500)
 #   PODMAN_COMPOSE  podman-compose to use (default: from PATH; the compose step is skipped without)
+#   PYTHON          a Python with PyYAML, to read the rendered manifests (default python3)
 # Exit status: 0 all checks passed; 1 a check failed; 77 this machine cannot run it (the reason is
 # printed; the test suite skips on 77).
 #
@@ -22,10 +25,12 @@
 #     `--format docker` to keep HEALTHCHECK) and runs (`--runtime runc`).
 #   - docker-compose: the redis and prom/prometheus images cannot be pulled, so stand-ins with
 #     the same names are built from Debian's redis-server and prometheus packages (on the
-#     stand-in base) and the stack runs without Grafana, which Debian does not package.
-#     Podman 4.3 runs health checks only from systemd timers (no systemd here), and
-#     podman-compose ignores `service_healthy` before podman 4.6: the script runs each health
-#     check by hand and waits in the compose file's order instead.
+#     stand-in base, scripts/compose_images.sh) and the stack runs without Grafana, which Debian
+#     does not package. Podman 4.3 runs health checks only from systemd timers (no systemd here),
+#     and podman-compose ignores `service_healthy` before podman 4.6: scripts/stack.sh runs each
+#     health check by hand and waits in the compose file's order instead.
+#   - Kubernetes: no cluster. `podman kube play` runs the base's Deployment, ConfigMap and
+#     Secret; the probes, which podman 4.3 does not run without systemd, are run by hand.
 #   - the torch variant (REQUIREMENTS=requirements-transformer.txt) is not built: its CPU wheels
 #     come from download.pytorch.org, which this machine cannot reach.
 #   - HEALTHCHECK timers need systemd, which does not run here: the check is run once by hand
@@ -63,14 +68,24 @@ step_done() {
 
 PROJECT="mlpa-smoke-$$"
 COMPOSE_UP=""
+KUBE_YAML=""
+kube_secrets_rm() {  # `podman kube down` leaves the Secret that `kube play` created (podman 4.3)
+  local s
+  for s in $(podman secret ls --format '{{.Name}}' 2>/dev/null | grep '^ml-prod-api-api-keys' || true); do
+    podman secret rm "$s" >/dev/null 2>&1 || true
+  done
+}
 cleanup() {
   for c in "$NAME" "$NAME-workers"; do
     podman rm -f -t 0 "$c" >/dev/null 2>&1 || true
   done
+  if [ -n "$KUBE_YAML" ]; then
+    CONTAINERS_CONF="$LOGDIR/containers.conf" podman kube down "$KUBE_YAML" >/dev/null 2>&1 || true
+    kube_secrets_rm
+  fi
   if [ -n "$COMPOSE_UP" ]; then
-    timeout 120 "$PODMAN_COMPOSE" -p "$PROJECT" -f "$CONTEXT/docker-compose.yml" down -t 5 \
+    COMPOSE_PROJECT_NAME="$PROJECT" DOWN_VOLUMES=1 timeout 120 "$CONTEXT/scripts/stack.sh" down \
       >/dev/null 2>&1 || true
-    podman volume rm -f "${PROJECT}_prometheus-data" >/dev/null 2>&1 || true
   fi
 }
 trap cleanup EXIT
@@ -289,57 +304,132 @@ total=$(awk '/^predictions_total\{/ { s += $2 } END { printf "%d", s }' "$LOGDIR
 stop_and_check_exit "$NAME-workers"
 step_done "WEB_CONCURRENCY=2: $workers workers, predictions_total aggregated ($total), exit 0"
 
-# ---- 7. docker-compose: api + redis + prometheus ------------------------------------------------
-PODMAN_COMPOSE="${PODMAN_COMPOSE:-$(command -v podman-compose || true)}"
+# ---- 7. the Kubernetes base under podman kube play ----------------------------------------------
+PYTHON="${PYTHON:-python3}"
+# kube play takes no --ulimit: the same limits as the runs above, through a containers.conf.
+printf '[containers]\ndefault_ulimits = ["nofile=16384:16384", "nproc=16384:16384"]\n' \
+  >"$LOGDIR/containers.conf"
+kube() { CONTAINERS_CONF="$LOGDIR/containers.conf" podman "$@"; }
 
-# standin IMAGE PACKAGES SETUP: an image named like the official one, from Debian's packages.
-standin() {
-  local image="$1" label
-  label="$(podman image inspect --format '{{ index .Labels "io.ml-prod-api.stand-in" }}' \
-    "$image" 2>/dev/null || true)"
-  if podman image exists "$image" && { [ -z "$label" ] || [ "$label" = "<no value>" ]; }; then
-    return 0  # a real image: use it
-  fi
-  [ "$label" = "1" ] && return 0
-  printf '%s\n' "FROM docker.io/library/python:3.11-slim-bookworm" \
-    "RUN apt-get update && apt-get install -y --no-install-recommends $2 && rm -rf /var/lib/apt/lists/* && $3" \
-    "${@:4}" >"$LOGDIR/Containerfile.standin"
-  timeout 900 podman build --isolation=chroot --format docker "${ULIMITS[@]}" \
-    --label io.ml-prod-api.stand-in=1 -t "$image" -f "$LOGDIR/Containerfile.standin" "$LOGDIR" \
-    >>"$LOGDIR/standins.log" 2>&1
-}
-
-healthy() {  # healthy CONTAINER SECONDS: run its health check by hand until it passes
-  local deadline=$(( $(date +%s) + $2 ))
-  until podman healthcheck run "$1" >/dev/null 2>&1; do
-    [ "$(date +%s)" -lt "$deadline" ] || { podman logs "$1" 2>&1 | tail -n 10 >&2; fail "$1 not healthy after $2 s"; }
-    sleep 1
+if ! command -v kubectl >/dev/null; then
+  skip_step "kube play: kubectl (it renders the kustomize base offline) is not installed"
+elif ! "$PYTHON" -c 'import yaml' 2>/dev/null; then
+  skip_step "kube play: $PYTHON has no PyYAML to read the rendered manifests"
+else
+  # The base as an overlay takes it (DEPLOYMENT.md, step 2): this image, and the API-key Secret
+  # replaced by one with a key of its own (the base's fails closed: every prediction 401).
+  KUBE_DIR="$LOGDIR/kube"
+  mkdir -p "$KUBE_DIR"
+  cp -r "$CONTEXT/deploy/k8s/base" "$KUBE_DIR/base"
+  KEY="smoke-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+  printf 'smoke:%s\n' "$KEY" >"$KUBE_DIR/api-keys.txt"
+  printf '%s\n' "apiVersion: kustomize.config.k8s.io/v1beta1" "kind: Kustomization" \
+    "resources: [base]" "images:" "  - name: ml-prod-api" "    newName: ${IMAGE%:*}" \
+    "    newTag: ${IMAGE##*:}" "secretGenerator:" "  - name: ml-prod-api-api-keys" \
+    "    behavior: replace" "    files: [api-keys=api-keys.txt]" >"$KUBE_DIR/kustomization.yaml"
+  kubectl kustomize "$KUBE_DIR" >"$KUBE_DIR/rendered.yaml" || fail "kubectl kustomize failed"
+  # The names podman will give, and the probes the Deployment declares (path and port).
+  "$PYTHON" - "$KUBE_DIR/rendered.yaml" >"$KUBE_DIR/plan.txt" <<'PY' || fail "rendered base unreadable"
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+print("kinds", " ".join(sorted({d["kind"] for d in docs})))
+dep = next(d for d in docs if d["kind"] == "Deployment")
+print("pod", dep["metadata"]["name"])
+c = dep["spec"]["template"]["spec"]["containers"][0]
+ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+print("container", c["name"])
+for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+    get = c[probe]["httpGet"]
+    print("probe", probe, get["path"], ports.get(get["port"], get["port"]))
+PY
+  sed 's/^/[smoke]   /' "$KUBE_DIR/plan.txt"
+  KUBE_YAML="$KUBE_DIR/rendered.yaml"
+  kube kube play "$KUBE_YAML" >"$KUBE_DIR/play.log" 2>&1 \
+    || { cat "$KUBE_DIR/play.log" >&2; fail "podman kube play failed"; }
+  kpod_prefix="$(awk '$1 == "pod" { print $2 }' "$KUBE_DIR/plan.txt")"
+  KPOD="$(podman pod ps --filter "name=^$kpod_prefix" --format '{{.Name}}' | head -n 1)"
+  [ -n "$KPOD" ] || { cat "$KUBE_DIR/play.log" >&2; fail "kube play made no pod"; }
+  kctr_suffix="$(awk '$1 == "container" { print $2 }' "$KUBE_DIR/plan.txt")"
+  KCTR="$(podman ps --filter "pod=$KPOD" --format '{{.Names}}' | grep -- "-$kctr_suffix\$" | head -n 1)"
+  [ -n "$KCTR" ] || { podman ps -a --pod >&2; fail "no running $kctr_suffix container in pod $KPOD"; }
+  KIP="$(podman inspect --format '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' \
+    "$(podman pod inspect --format '{{.InfraContainerID}}' "$KPOD")")"
+  [ -n "$KIP" ] || fail "pod $KPOD has no IP address"
+  podman logs -f "$KCTR" >"$KUBE_DIR/api.log" 2>&1 &
+  KLOGS=$!
+  # The probes as the kubelet would send them (podman 4.3 runs none without systemd), each until
+  # it passes, bounded.
+  deadline=$(( $(date +%s) + 120 ))
+  while read -r _ probe path port; do
+    until [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://$KIP:$port$path")" = 200 ]; do
+      [ "$(date +%s)" -lt "$deadline" ] \
+        || { tail -n 20 "$KUBE_DIR/api.log" >&2; fail "$probe GET $path on $port never passed"; }
+      sleep 0.5
+    done
+    say "  $probe: GET $path on port $port -> 200"
+  done < <(grep '^probe ' "$KUBE_DIR/plan.txt")
+  # Every process of the pod's app container as uid 10001; read-only root, writable /tmp.
+  for hpid in $(podman top "$KCTR" hpid | awk 'NR > 1 { print $1 }'); do
+    uids="$(awk '/^Uid:/ { print $2, $3, $4, $5 }' "/proc/$hpid/status")"
+    [ "$uids" = "10001 10001 10001 10001" ] || fail "kube pod process $hpid runs with uids $uids"
   done
-}
+  if podman exec "$KCTR" /bin/sh -c 'touch /app/x' 2>/dev/null; then
+    fail "kube pod: the root filesystem is writable"
+  fi
+  podman exec "$KCTR" /bin/sh -c 'touch /tmp/probe && rm /tmp/probe' || fail "kube pod: /tmp not writable"
+  # A prediction with the key from the Secret (mounted as the file API_KEYS_FILE names), and
+  # none without it.
+  code="$(curl -s -o "$KUBE_DIR/predict.json" -w '%{http_code}' --max-time 10 -X POST \
+    "http://$KIP:8000/v1/predict" -H "Content-Type: application/json" -H "X-API-Key: $KEY" \
+    -d '{"text":"you are awful"}')"
+  { [ "$code" = 200 ] && grep -q '"label":"toxic"' "$KUBE_DIR/predict.json"; } \
+    || fail "kube pod: prediction answered $code: $(cat "$KUBE_DIR/predict.json")"
+  code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 -X POST \
+    "http://$KIP:8000/v1/predict" -H "Content-Type: application/json" -d '{"text":"hi"}')"
+  [ "$code" = 401 ] || fail "kube pod: a prediction without the key answered $code, not 401"
+  step_done "kube play: pod $KPOD runs as uid 10001 with a read-only root, every probe 200, a prediction with the Secret's key"
+
+  # `podman kube down`: SIGTERM through tini, the app's drain, a clean stop.
+  kube kube down "$KUBE_YAML" >"$KUBE_DIR/down.log" 2>&1 \
+    || { cat "$KUBE_DIR/down.log" >&2; fail "podman kube down failed"; }
+  KUBE_YAML=""
+  kube_secrets_rm
+  wait "$KLOGS" 2>/dev/null || true
+  "$PYTHON" - "$KUBE_DIR/api.log" <<'PY' || fail "kube down: the pod did not drain cleanly (see above)"
+import json, sys
+records = []
+for line in open(sys.argv[1]):
+    try:
+        records.append(json.loads(line))
+    except ValueError:
+        sys.exit(f"not a JSON log line: {line[:200]!r}")
+events = [r.get("event") for r in records]
+stopped = [r for r in records if r.get("event") == "shutdown"]
+if "drain_started" not in events or not stopped or stopped[-1].get("clean") is not True:
+    sys.exit(f"no drain_started, or no clean shutdown line: {events}")
+print("[smoke] kube down: drain_started, then", stopped[-1]["message"], "clean:", stopped[-1]["clean"])
+PY
+  [ -z "$(podman pod ps --filter "name=^$KPOD\$" --format '{{.Name}}')" ] \
+    || fail "pod $KPOD still exists after kube down"
+  step_done "podman kube down: drain logged, clean shutdown, pod removed"
+fi
+
+# ---- 8. docker-compose: api + redis + prometheus, through `make up` ------------------------------
+PODMAN_COMPOSE="${PODMAN_COMPOSE:-$(command -v podman-compose || true)}"
+export PODMAN_COMPOSE
 
 if [ -z "$PODMAN_COMPOSE" ]; then
   skip_step "docker-compose stack: podman-compose is not installed (requirements-dev.txt)"
 elif [ ! -x /usr/lib/cni/dnsname ] && [ ! -x /usr/libexec/cni/dnsname ]; then
   skip_step "docker-compose stack: the CNI dnsname plugin (Debian golang-github-containernetworking-plugin-dnsname) is missing, so services cannot resolve each other"
 else
-  standin docker.io/library/redis:7.2.7-bookworm redis-server \
-      "mkdir -p /data && chown 999:999 /data" "WORKDIR /data" 'CMD ["redis-server"]' \
-    && standin docker.io/prom/prometheus:v2.55.1 "prometheus wget" \
-      "mkdir -p /prometheus && chown 65534:65534 /prometheus" "USER 65534" "WORKDIR /prometheus" \
-      'ENTRYPOINT ["/usr/bin/prometheus"]' \
-    || fail "could not build the redis/prometheus stand-ins (see $LOGDIR/standins.log)"
-  step_done "redis and prometheus images present (Debian stand-ins where they cannot be pulled)"
-
   API_PORT="$(free_port)" PROMETHEUS_PORT="$(free_port)" GRAFANA_PORT="$(free_port)"
-  export API_PORT PROMETHEUS_PORT GRAFANA_PORT API_IMAGE="$IMAGE"
+  export API_PORT PROMETHEUS_PORT GRAFANA_PORT
   COMPOSE_UP=yes
-  timeout 300 "$PODMAN_COMPOSE" -p "$PROJECT" -f "$CONTEXT/docker-compose.yml" \
-    --podman-run-args="${ULIMITS[*]}" up -d --no-build redis api prometheus \
-    >"$LOGDIR/compose-up.log" 2>&1 || { tail -n 20 "$LOGDIR/compose-up.log" >&2; fail "podman-compose up failed"; }
-  # The compose file's order: redis healthy -> api healthy (/readyz) -> prometheus healthy.
-  healthy "${PROJECT}_redis_1" 30
-  healthy "${PROJECT}_api_1" 90
-  healthy "${PROJECT}_prometheus_1" 60
+  # The image built above (API_IMAGE), so the stack does not build it again.
+  COMPOSE_PROJECT_NAME="$PROJECT" API_IMAGE="$IMAGE" ENGINE=podman timeout 900 \
+    "$CONTEXT/scripts/stack.sh" up >"$LOGDIR/compose-up.log" 2>&1 \
+    || { tail -n 30 "$LOGDIR/compose-up.log" >&2; fail "make up (scripts/stack.sh up) failed"; }
   step_done "compose: redis, api and prometheus up; every health check passes (Grafana not run here)"
 
   # Prometheus scrapes the api service by name and has loaded every rule group.
@@ -374,17 +464,19 @@ EOF
     case "$code" in 200) ok=$((ok + 1)) ;; 429) limited=$((limited + 1)) ;;
       *) fail "compose api answered $code to prediction $i" ;; esac
   done
-  keys="$(podman exec "${PROJECT}_redis_1" redis-cli dbsize)"
+  redis_ctr="$(podman ps --filter "label=io.podman.compose.project=$PROJECT" \
+    --filter label=com.docker.compose.service=redis --format '{{.Names}}')"
+  keys="$(podman exec "$redis_ctr" redis-cli dbsize)"
   [ "$ok" -le 105 ] && [ "$limited" -ge 5 ] && [ "$keys" -ge 1 ] \
     || fail "rate limit not shared: $ok answered, $limited limited, $keys keys in Redis"
-  timeout 120 "$PODMAN_COMPOSE" -p "$PROJECT" -f "$CONTEXT/docker-compose.yml" down -t 30 \
-    >"$LOGDIR/compose-down.log" 2>&1 || fail "podman-compose down failed"
-  podman volume rm -f "${PROJECT}_prometheus-data" >/dev/null 2>&1 || true
+  COMPOSE_PROJECT_NAME="$PROJECT" DOWN_VOLUMES=1 ENGINE=podman timeout 120 \
+    "$CONTEXT/scripts/stack.sh" down >"$LOGDIR/compose-down.log" 2>&1 \
+    || { tail -n 20 "$LOGDIR/compose-down.log" >&2; fail "make down (scripts/stack.sh down) failed"; }
   COMPOSE_UP=""
   step_done "compose: limit shared through Redis by both workers ($ok of 110 answered, $limited 429); down"
 fi
 
-# ---- 8. what is not done here, and why ---------------------------------------------------------
+# ---- 9. what is not done here, and why ---------------------------------------------------------
 skip_step "grafana in the compose stack: grafana/grafana cannot be pulled and Debian has no package"
 skip_step "torch variant: its CPU wheels come from download.pytorch.org, unreachable here"
 say "PASSED in $(( $(date +%s) - START )) s"

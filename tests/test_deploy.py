@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support.servers import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "docker-compose.yml"
@@ -187,7 +189,10 @@ def test_dockerignore_is_an_allow_list_covering_every_copy() -> None:
 def compose() -> dict[str, Any]:
     # podman-compose resolves the file (interpolation, depends_on conditions, healthchecks) the
     # way it would run it; --dry-run keeps it from needing or touching podman.
-    result = run([tool("podman-compose"), "--dry-run", "-f", str(COMPOSE), "config"])
+    # The grafana profile too, so that every service of the file is resolved.
+    result = run(
+        [tool("podman-compose"), "--dry-run", "--profile", "grafana", "-f", str(COMPOSE), "config"]
+    )
     assert result.returncode == 0, result.stderr
     resolved: dict[str, Any] = yaml.safe_load(result.stdout)
     assert resolved["services"].keys() == yaml.safe_load(COMPOSE.read_text())["services"].keys()
@@ -224,6 +229,11 @@ def test_compose_ports_images_and_hardening(compose: dict[str, Any]) -> None:
         if name != "api":
             image = service["image"]
             assert ":" in image and not image.endswith(":latest"), f"{name}: pin {image}"
+            # Named in full: podman resolves no short names without a search registry.
+            assert image.startswith("docker.io/"), f"{name}: {image}"
+    # Grafana only on request (`GRAFANA=1 make up`): the stack's default needs no Grafana image.
+    assert services["grafana"]["profiles"] == ["grafana"]
+    assert all("profiles" not in services[n] for n in ("api", "redis", "prometheus"))
     api = services["api"]
     assert api["build"]["dockerfile"] == "Dockerfile"
     assert api["user"] == f"{APP_UID}:{APP_UID}"
@@ -638,10 +648,13 @@ def podman_available() -> Iterator[None]:
 @pytest.mark.integration
 @pytest.mark.timeout(2400)
 def test_container_builds_runs_non_root_and_drains(podman_available: None) -> None:
-    """Build, run, drain, several workers, then the compose stack (api, redis, prometheus)."""
+    """Build, run, drain, several workers, the Kubernetes base under `podman kube play`, then
+    the compose stack (api, redis, prometheus) through scripts/stack.sh."""
     script = ROOT / "scripts" / "container_smoke.sh"
     # The compose step uses the podman-compose pinned in requirements-dev.txt.
     env = {**os.environ, "PODMAN_COMPOSE": tool("podman-compose")}
+    # The kube play step reads the rendered manifests with PyYAML, which this interpreter has.
+    env["PYTHON"] = sys.executable
     result = run(["bash", str(script)], timeout=2300, cwd=ROOT, env=env)
     output = result.stdout + result.stderr
     if result.returncode == 77:
@@ -649,3 +662,50 @@ def test_container_builds_runs_non_root_and_drains(podman_available: None) -> No
         pytest.skip(f"container smoke cannot run on this machine: {reason}")
     assert result.returncode == 0, f"{shlex.quote(str(script))} failed:\n{output[-6000:]}"
     assert "[smoke] PASSED" in output
+
+
+def stack_containers(project: str) -> list[str]:
+    result = run(["podman", "ps", "-a", "--filter", f"label=io.podman.compose.project={project}",
+                  "--format", "{{.Names}}"])
+    return result.stdout.split()
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(1800)
+def test_make_up_serves_and_make_down_removes_it(podman_available: None) -> None:
+    """`make up` and `make down` as the README has them, with their own project name and ports;
+    then `make up` on a port that is taken must fail, not report success."""
+    if run(["podman", "info"]).returncode != 0:
+        pytest.skip("podman info fails on this machine")
+    project = f"mlpa-up-{os.getpid()}"
+    ports = {name: str(free_port()) for name in ("API_PORT", "PROMETHEUS_PORT", "GRAFANA_PORT")}
+    env = {**os.environ, **ports, "COMPOSE_PROJECT_NAME": project,
+           "PODMAN_COMPOSE": tool("podman-compose")}
+    clash = f"{project}-clash"
+    try:
+        up = run(["make", "up"], timeout=1500, cwd=ROOT, env=env)
+        assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
+        assert "[stack] up in" in up.stdout
+        api = f"http://127.0.0.1:{ports['API_PORT']}"
+        predict = run(["curl", "-s", "-X", "POST", f"{api}/v1/predict", "-H",
+                       "Content-Type: application/json", "-d", '{"text":"you are awful"}'])
+        assert json.loads(predict.stdout)["prediction"]["label"] == "toxic", predict.stdout
+        ready = run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                     f"http://127.0.0.1:{ports['PROMETHEUS_PORT']}/-/ready"])
+        assert ready.stdout == "200"
+
+        # A second stack on the same API port: a service cannot start, and the command says so.
+        taken = {**env, "COMPOSE_PROJECT_NAME": clash, "API_IMAGE": "localhost/ml-prod-api:latest",
+                 "PROMETHEUS_PORT": str(free_port()), "UP_TIMEOUT": "120"}
+        failed = run(["make", "up"], timeout=600, cwd=ROOT, env=taken)
+        assert failed.returncode != 0, failed.stdout[-3000:]
+        assert "[stack] FAILED" in failed.stderr, failed.stderr[-3000:]
+
+        down = run(["make", "down"], timeout=300, cwd=ROOT, env=env)
+        assert down.returncode == 0, down.stdout[-3000:] + down.stderr[-3000:]
+        assert stack_containers(project) == []
+    finally:
+        for name in (clash, project):
+            run(["make", "down"], timeout=300, cwd=ROOT,
+                env={**env, "COMPOSE_PROJECT_NAME": name, "DOWN_VOLUMES": "1"})
