@@ -9,10 +9,12 @@ set -euo pipefail
 need=()
 { command -v prometheus >/dev/null && command -v promtool >/dev/null; } || need+=(prometheus)
 command -v redis-server >/dev/null || need+=(redis-server)
-# The container smoke test: rootful podman with runc and CNI port publishing, and
-# debootstrap for the stand-in base image (scripts/make_base_image.sh).
-{ command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null; } \
-  || need+=(podman buildah runc debootstrap containernetworking-plugins iptables uidmap)
+# The container smoke test: rootful podman with runc and CNI port publishing, catatonit (the
+# pause process of the pods `podman kube play` makes), and debootstrap for the stand-in base
+# image (scripts/make_base_image.sh).
+{ command -v podman >/dev/null && command -v runc >/dev/null && command -v debootstrap >/dev/null \
+  && command -v catatonit >/dev/null; } \
+  || need+=(podman buildah runc catatonit debootstrap containernetworking-plugins iptables uidmap)
 # ... and name resolution between compose services on podman's CNI networks.
 [ -x /usr/lib/cni/dnsname ] || need+=(golang-github-containernetworking-plugin-dnsname)
 command -v wrk >/dev/null || need+=(wrk)

@@ -14,8 +14,9 @@ from tests.conftest import make_settings, wait_until_loaded
 
 
 def test_loading_then_ready(client_factory) -> None:  # type: ignore[no-untyped-def]
-    # The warm-up prediction sleeps 300 ms: until it succeeds the service is not ready.
-    c = client_factory(wait=False, stub_delay_ms=300)
+    # The warm-up prediction sleeps 1.5 s: until it succeeds the service is not ready (long
+    # enough for the checks below to run inside it on a busy machine).
+    c = client_factory(wait=False, stub_delay_ms=1500)
     r = c.get("/readyz")
     assert r.status_code == 503
     assert r.json()["status"] == "loading"

@@ -57,6 +57,12 @@ def run_serve(args: argparse.Namespace) -> int:
         # X-Forwarded-For is handled in the app, from TRUSTED_PROXIES only; uvicorn's own
         # middleware would trust 127.0.0.1 by default (and costs a pass per request).
         proxy_headers=False,
+        # With several workers, uvicorn's supervisor kills a worker that does not answer its
+        # ping within this many seconds, and it starts answering only once the spawned
+        # interpreter has imported everything. Its 5 s default is shorter than that start on a
+        # CPU-starved host (a pod at its CPU limit), where the workers were killed and replaced
+        # in a loop and never became ready.
+        timeout_worker_healthcheck=30,
     )
     with metrics_directory(workers):
         # Uvicorn re-raises the signal that stopped it once it has restored the previous
