@@ -32,7 +32,7 @@ done < <(find src tests scripts training -type d -name __pycache__ -print0 2>/de
 # ---- podman: containers, pods, volumes, networks, images ---------------------------------------
 if command -v podman >/dev/null && podman info >/dev/null 2>&1; then
   # Names the smoke test, the compose projects and kube play give them.
-  for pod in $(podman pod ps -a --format '{{.Name}}' | grep -E '^(ml-prod-api|mlpa-)' || true); do
+  for pod in $(podman pod ps --format '{{.Name}}' | grep -E '^(ml-prod-api|mlpa-)' || true); do
     run podman pod rm -f -t 0 "$pod"
   done
   for c in $(podman ps -a --format '{{.Names}}' | grep -E '^(ml-prod-api|mlpa-)' || true); do
@@ -70,5 +70,5 @@ if [ "$DRY_RUN" = 0 ]; then
   echo "clean_all: freed $((before - after)) MB on /"
 fi
 echo "clean_all: Debian packages are left installed; scripts/install_test_services.sh installs" \
-     "these when missing: prometheus redis-server wrk podman buildah runc debootstrap" \
+     "these when missing: prometheus redis-server wrk podman buildah runc catatonit debootstrap" \
      "containernetworking-plugins iptables uidmap golang-github-containernetworking-plugin-dnsname"

@@ -23,9 +23,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from scripts.reliability.shutdown import GRACE_S  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "reliability-results"
+# Runs made for their timelines (`--out reliability-results/timelines`), looked at first.
+TIMELINES = RESULTS / "timelines"
 OUT = ROOT / "docs" / "reliability"
 # One colour per outcome, the same in every plot.
 COLOURS = {"200": "#2a9d8f", "429": "#e9c46a", "503": "#e76f51", "other": "#6d597a",
@@ -34,9 +37,28 @@ LABELS = {"200": "200", "429": "429 overloaded", "503": "503", "other": "other s
           "no_answer": "no answer"}
 
 
-def load(name: str) -> dict[str, Any] | None:
-    path = RESULTS / f"{name}.json"
-    return json.loads(path.read_text()) if path.exists() else None
+def load(name: str, key: str) -> dict[str, Any] | None:
+    """The first result file of drill `name` (long, then quick version; timelines folder first)
+    whose figures carry `key` (or one of its rounds does)."""
+    for folder in (TIMELINES, RESULTS):
+        for stem in (name, f"{name}-quick"):
+            path = folder / f"{stem}.json"
+            if not path.exists():
+                continue
+            result: dict[str, Any] = json.loads(path.read_text())
+            figures = result["figures"]
+            if key in figures or any(isinstance(v, dict) and key in v for v in figures.values()):
+                return result
+    return None
+
+
+def save(fig: Any, name: str) -> Path:
+    fig.tight_layout()
+    OUT.mkdir(parents=True, exist_ok=True)
+    out = OUT / name
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
 
 
 def stacked(ax: Any, windows: list[dict[str, Any]], width: float) -> None:
@@ -51,8 +73,9 @@ def stacked(ax: Any, windows: list[dict[str, Any]], width: float) -> None:
 
 
 def overload() -> Path | None:
-    runs = [(p, d) for p in ("stub", "onnx", "tfidf")
-            if (d := load(f"overload-{p}")) and "timeline_1s" in d["figures"]]
+    runs = [
+        (p, d) for p in ("stub", "onnx", "tfidf") if (d := load(f"overload-{p}", "timeline_1s"))
+    ]
     if not runs:
         print("overload: no result file with a timeline (re-run the overload drill)")
         return None
@@ -65,8 +88,9 @@ def overload() -> Path | None:
         stacked(top, windows, 1.0)
         top.axhline(f["capacity_rps"], color="black", linestyle=":", linewidth=1,
                     label=f"measured capacity ({f['capacity_rps']:.0f}/s)")
+        kind = "quick run" if d["quick"] else "run"
         top.set_title(f"{provider}: 4x capacity for {f['settings']['seconds']:.0f} s\n"
-                      f"run {d['when']}", fontsize=9)
+                      f"{kind} of {d['when']}", fontsize=9)
         top.set_ylabel("answers per second, by status")
         top.legend(fontsize=7, loc="upper right")
         xs = [w["from_s"] + 0.5 for w in windows if w["p99_ms"] is not None]
@@ -81,22 +105,17 @@ def overload() -> Path | None:
         for ax in (top, bottom):
             ax.axvline(f["settings"]["seconds"], color="grey", linewidth=1)
             ax.grid(alpha=0.3)
-    fig.tight_layout()
-    OUT.mkdir(parents=True, exist_ok=True)
-    out = OUT / "overload.png"
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return save(fig, "overload.png")
 
 
 def drain() -> Path | None:
-    d = load("shutdown-tfidf")
-    rounds = [v for k, v in (d or {}).get("figures", {}).items() if k.startswith("round")]
-    first = next((r for r in rounds if "timeline_100ms" in r), None)
-    if d is None or first is None:
-        print("drain: no shutdown-tfidf.json with a timeline (re-run the shutdown drill)")
+    d = load("shutdown-tfidf", "timeline_100ms") or load("shutdown-stub", "timeline_100ms")
+    if d is None:
+        print("drain: no shutdown result with a timeline (re-run the shutdown drill)")
         return None
-    grace = d["figures"].get("settings", {}).get("drain_grace_seconds", 2.0)
+    rounds = [v for k, v in d["figures"].items() if k.startswith("round")]
+    first = next(r for r in rounds if "timeline_100ms" in r)
+    grace = GRACE_S  # the drill's DRAIN_GRACE_SECONDS
     windows = [w for w in first["timeline_100ms"] if -1.0 <= w["from_s"] <= first["exit_after_s"]
                + 0.5]
     fig, ax = plt.subplots(figsize=(10, 4.2))
@@ -110,22 +129,19 @@ def drain() -> Path | None:
                label=f"exit {first['exit_code']} ({first['exit_after_s']} s)")
     ax.set_xlabel("seconds since SIGTERM (requests by when they were sent)")
     ax.set_ylabel("requests per second, by outcome")
-    ax.set_title(f"Graceful shutdown under load, tfidf, round 1 of {len(rounds)}: "
+    kind = "quick run" if d["quick"] else "run"
+    ax.set_title(f"Graceful shutdown under load ({d['scenario']}), round 1 of {len(rounds)}: "
                  f"{first['lost']} lost; refused at connect once the listener closed "
-                 f"(run {d['when']})", fontsize=9)
+                 f"({kind} of {d['when']})", fontsize=9)
     ax.legend(fontsize=7, loc="upper right")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    out = OUT / "drain.png"
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return save(fig, "drain.png")
 
 
 def soak() -> Path | None:
-    d = load("soak-tfidf")
     key = "samples (requests done, rss MB, fds, threads, tcp)"
-    if d is None or key not in d["figures"]:
+    d = load("soak-tfidf", key)
+    if d is None:
         print("soak: no soak-tfidf.json with samples")
         return None
     samples = d["figures"][key]
@@ -146,12 +162,7 @@ def soak() -> Path | None:
         ax.grid(alpha=0.3)
     fig.suptitle(f"Soak, tfidf, {d['figures']['requests']['requests']:,} requests at "
                  f"{d['figures']['achieved_rps']:.0f}/s (run {d['when']})", fontsize=10)
-    fig.tight_layout()
-    OUT.mkdir(parents=True, exist_ok=True)
-    out = OUT / "soak.png"
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return save(fig, "soak.png")
 
 
 def main() -> int:
