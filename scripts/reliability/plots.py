@@ -34,7 +34,7 @@ OUT = ROOT / "docs" / "reliability"
 COLOURS = {"200": "#2a9d8f", "429": "#e9c46a", "503": "#e76f51", "other": "#6d597a",
            "no_answer": "#264653"}
 LABELS = {"200": "200", "429": "429 overloaded", "503": "503", "other": "other status",
-          "no_answer": "no answer"}
+          "no_answer": "no answer (refused at connect, or reset)"}
 
 
 def load(name: str, key: str) -> dict[str, Any] | None:
@@ -133,7 +133,7 @@ def drain() -> Path | None:
     ax.set_title(f"Graceful shutdown under load ({d['scenario']}), round 1 of {len(rounds)}: "
                  f"{first['lost']} lost; refused at connect once the listener closed "
                  f"({kind} of {d['when']})", fontsize=9)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=0.3)
     return save(fig, "drain.png")
 
