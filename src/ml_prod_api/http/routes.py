@@ -327,7 +327,7 @@ async def moderations(request: Request) -> Response:
 
     await _valid_body(request, state, ModerationRequest, check)
     preds, result, headers = await _score(request, state, texts)
-    threshold = _threshold(settings, service)
+    threshold: float = preds[0]["threshold"]  # the one the predictions were decided with
     payload = moderation_body(preds, threshold, request_id_var.get() or "-")
     return _respond(payload, result, headers)
 
