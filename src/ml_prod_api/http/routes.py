@@ -317,8 +317,7 @@ async def predict_batch(request: Request) -> Response:
 )
 async def moderations(request: Request) -> Response:
     state = app_state(request.app)
-    settings, service = state.settings, state.service
-    provider = service.provider
+    provider = state.service.provider
     texts: list[str] = []
 
     def check(body: ModerationRequest, s: Settings) -> None:
