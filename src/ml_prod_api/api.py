@@ -20,6 +20,7 @@ from ml_prod_api.http.middleware import (
     BodyLimitMiddleware,
     RequestContextMiddleware,
 )
+from ml_prod_api.http.moderations import OPENAI_MODEL_ALIASES
 from ml_prod_api.http.ratelimit import RateLimiter
 from ml_prod_api.http.routes import router
 from ml_prod_api.http.schemas import BatchPredictRequest, ModerationRequest, PredictRequest
@@ -178,6 +179,9 @@ def _document_limits(app: FastAPI, settings: Settings) -> None:
         one.update(text)
         several.update(batch)
         several["items"].update(text)
+        # The names always accepted; the served model's version is too, once it is loaded.
+        named = models["ModerationRequest"]["properties"]["model"]["anyOf"][0]
+        named["enum"] = [settings.model_provider, *OPENAI_MODEL_ALIASES]
         app.openapi_schema = schema
         return schema
 
