@@ -160,8 +160,9 @@ def test_invalid_env_stops_the_uvicorn_command_with_one_line() -> None:
     lines = proc.stderr.strip().splitlines()
     assert lines == [
         "ml-prod-api: configuration error: invalid setting MODEL_PROVIDER='nope': "
-        "must be one of stub, tfidf, transformer, onnx"
+        f"must be one of {', '.join(provider_names())}"
     ]
+    assert "cascade" in provider_names()
 
 
 # --- renamed settings: the new names, and the old ones that still work --------------------------
