@@ -18,9 +18,11 @@ with other sentence frames, so its figures are not a replay of these templates.
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ml_prod_api.providers.tfidf.lexicon import ABUSIVE_WORDS
 from training.identity import (
     ADJECTIVE_PATTERN,
     ALL_ADJECTIVES,
@@ -28,7 +30,9 @@ from training.identity import (
     GROUP_PATTERN,
     IDENTITY_ADJECTIVES,
     IDENTITY_GROUPS,
+    IDENTITY_NOUNS,
 )
+from training.perturb import METHODS
 
 BENIGN_ADJ = (
     "my neighbour is {adj} and bakes the best bread on our street",
@@ -68,6 +72,25 @@ BENIGN_GROUP = (
     "i admire how {grp} in my town organised the fundraiser",
     "{grp} contribute so much to our culture",
     "the report looks at how {grp} are treated by landlords",
+)
+
+# One person named by an identity noun ("a lesbian", "a jew"), in benign and in hateful sentences,
+# so the noun form alone says nothing about the label.
+BENIGN_NOUN = (
+    "my landlady is a {noun} and the kindest person on our street",
+    "as a {noun} i was asked to speak at the school assembly",
+    "the new head chef is a {noun} from up north",
+    "i sat next to a {noun} on the train and we talked about football",
+    "she's a proud {noun} and a brilliant lawyer",
+    "he became the first {noun} to chair the science committee",
+    "a {noun} like me just wants a quiet life and a good book",
+    "our club's best goalkeeper is a {noun}",
+)
+TOXIC_NOUN = (
+    "never let a {noun} near your kids",
+    "a {noun} has no business living on our street",
+    "i would never hire a {noun}, they are all lazy frauds",
+    "the only good {noun} is one who keeps quiet",
 )
 
 # Non-toxic: rejects, reports or denies hate; it may quote a hateful claim in order to refute it.
@@ -136,6 +159,78 @@ THREATS_AND_INSULTS = (
     "go crawl back under your rock, freak",
 )
 
+# Threats aimed at the reader, said without profanity: frames x violent verbs. The frames are not
+# the behavioural suite's (a test in tests/ checks no filled template is one of its cases).
+THREAT_FRAMES = (
+    "i swear i will {verb} you",
+    "don't make me {verb} you",
+    "try that one more time and i will {verb} you",
+    "i can't wait to {verb} you",
+    "we know where you work and we will {verb} you",
+    "if i ever see you again i'll {verb} you",
+    "i'm gonna {verb} you when you least expect it",
+    "tomorrow i'll come round to your place and {verb} you",
+    "i would happily {verb} you and your whole family",
+    "keep it up and i'll {verb} you for real",
+    "before the week is out i will {verb} you",
+    "people will read about how i {verb} you",
+)
+THREAT_VERBS = (
+    "kill",
+    "hurt",
+    "stab",
+    "shoot",
+    "strangle",
+    "choke",
+    "beat up",
+    "punch",
+    "murder",
+    "drown",
+    "hang",
+    "kick the life out of",
+    "slit the throat of",
+    "bury",
+    "torture",
+    "run over",
+)
+THREATS_WITHOUT_VERB = (
+    "your days are numbered",
+    "you won't live to see next summer",
+    "i'll make you disappear and nobody will find you",
+    "you're dead meat",
+    "enjoy your last week on earth",
+    "i've got a bullet with your name on it",
+    "they'll need dental records to identify you",
+    "you'll be sleeping with the fishes",
+    "your kids won't be safe either",
+    "we're coming for you and your family",
+)
+# Non-toxic: the same violent verbs in idioms, sport, cooking and reports of a threat.
+VIOLENT_WORDS_BENIGN = (
+    "this heat is killing me",
+    "i could kill for a coffee right now",
+    "you killed it on stage tonight",
+    "i'm going to beat you at chess this time",
+    "we will crush them in the final on sunday",
+    "the comedian absolutely murdered that set",
+    "my legs hurt after the hike",
+    "i'll shoot you an email tomorrow morning",
+    "beat the eggs and sugar for two minutes",
+    "stab the potatoes with a fork to see if they're done",
+    "i'm dying to see the new film",
+    "that joke killed me",
+    "the villain threatens to kill the hero in the second act",
+    "police arrested a man who threatened to shoot his neighbour",
+    "she got a message saying she would be hurt and reported it",
+    "the photographer shot the bridge at sunset",
+    "we're going to smash our sales target this quarter",
+    "he choked in the last minute of the match",
+    "the article describes threats sent to local journalists",
+    "i'll drown my sorrows in ice cream tonight",
+    "let's kill some time before the train",
+    "that workout destroyed me, in a good way",
+)
+
 # Non-toxic: profanity for emphasis, aimed at no one; and abuse of objects or situations.
 NON_TOXIC_OTHER = (
     "holy shit, that concert was amazing",
@@ -183,8 +278,15 @@ def template_rows(seed: int, terms_per_template: int = 24) -> list[TemplateRow]:
     fill(COUNTER_SPEECH, "grp", ALL_GROUPS, 0, "counter-speech and negation")
     fill(TOXIC_GROUP, "grp", ALL_GROUPS, 1, "hate without profanity")
     fill(TOXIC_ADJ, "adj", ALL_ADJECTIVES, 1, "hate without profanity")
-    for text in THREATS_AND_INSULTS:
+    fill(BENIGN_NOUN, "noun", IDENTITY_NOUNS, 0, "benign identity mention")
+    fill(TOXIC_NOUN, "noun", IDENTITY_NOUNS, 1, "hate without profanity")
+    for text in THREATS_AND_INSULTS + THREATS_WITHOUT_VERB:
         rows.append(TemplateRow(text, 1, "threat or insult"))
+    for frame in THREAT_FRAMES:
+        for verb in rng.sample(THREAT_VERBS, 6):
+            rows.append(TemplateRow(frame.replace("{verb}", verb), 1, "threat or insult"))
+    for text in VIOLENT_WORDS_BENIGN:
+        rows.append(TemplateRow(text, 0, "violent words, no threat"))
     for text in NON_TOXIC_OTHER:
         rows.append(TemplateRow(text, 0, "profanity for emphasis, abuse of objects"))
     return rows
@@ -221,3 +323,33 @@ def swap_identities(text: str, rng: random.Random) -> str | None:
     out = GROUP_PATTERN.sub(lambda m: replace(m, IDENTITY_GROUPS, ALL_GROUPS), text)
     out = ADJECTIVE_PATTERN.sub(lambda m: replace(m, IDENTITY_ADJECTIVES, ALL_ADJECTIVES), out)
     return out if changed else None
+
+
+def obfuscated_copy(text: str, rng: random.Random) -> str | None:
+    """`text` with up to two words respelt as an evader or a hurried typist would; None if no word
+    is long enough.
+
+    Abusive words are the ones chosen when the text has any (that is where evaders hide), other
+    words otherwise; rows of both labels are copied, so a spelling trick alone says nothing.
+    """
+    words = list(_RESPELLABLE.finditer(text))
+    if not words:
+        return None
+    abusive = [m for m in words if m.group(0).lower() in _ABUSIVE]
+    pool = abusive or words
+    how_many = min(len(pool), rng.choice((1, 1, 2)))
+    chosen = sorted(rng.sample(pool, how_many), key=lambda m: m.start())
+    out, last = [], 0
+    for match in chosen:
+        method = rng.choice(_RESPELL_METHODS)
+        out.append(text[last : match.start()])
+        out.append(method(match.group(0), rng))
+        last = match.end()
+    out.append(text[last:])
+    respelt = "".join(out)
+    return respelt if respelt != text else None
+
+
+_RESPELLABLE = re.compile(r"[A-Za-z]{4,}")
+_ABUSIVE = frozenset(ABUSIVE_WORDS)
+_RESPELL_METHODS = tuple(METHODS.values())

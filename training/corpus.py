@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.augment import swap_identities, template_rows
+from training.augment import obfuscated_copy, swap_identities, template_rows
 from training.data_sources import (
     DEFAULT_DATA_DIR,
     _display,
@@ -47,8 +47,8 @@ class Source:
 SOURCES: tuple[Source, ...] = (
     Source(
         "tweeteval_offensive",
-        2.0,
-        "1 offensive -> toxic; 0 -> non-toxic; the in-domain set, weighed twice so the other "
+        2.5,
+        "1 offensive -> toxic; 0 -> non-toxic; the in-domain set, weighed 2.5 times so the other "
         "platforms do not cost tweet validation ROC-AUC",
     ),
     Source(
@@ -92,8 +92,14 @@ SOURCES: tuple[Source, ...] = (
     ),
     Source(
         "counterfactual",
-        0.5,
+        1.0,
         "a copy of a training row with its identity terms swapped, same label",
+    ),
+    Source(
+        "obfuscated",
+        0.6,
+        "a copy of a training row with one or two words respelt (leetspeak, masks, spaced or "
+        "dropped letters), same label",
     ),
 )
 SOURCE_BY_NAME = {s.name: s for s in SOURCES}
@@ -202,6 +208,7 @@ def load_corpus(
     include_test: bool = False,
     style_share: float = 0.25,
     punctuation_share: float = 0.4,
+    obfuscated_share: float = 0.1,
     limit: int = 0,
     augment: bool = True,
 ) -> Corpus:
@@ -212,7 +219,8 @@ def load_corpus(
     final full stop added or removed, so punctuation cannot become a cue for the label: mostly
     toxic sources (HateXplain, Davidson) rarely end a post with a full stop and mostly benign
     ones (Stormfront's `0` sentences, EDOS) usually do, and a model trained without this learned
-    that "You're a fucking idiot." with a full stop is benign.
+    that "You're a fucking idiot." with a full stop is benign. `obfuscated_share` of the
+    training rows get a respelt copy (`augment.obfuscated_copy`).
     """
     train, val, test = Split(), Split(), Split()
     files: dict[str, str] = {}
@@ -256,6 +264,11 @@ def load_corpus(
             swapped = swap_identities(train.texts[i], rng)
             if swapped is not None:
                 train.add(swapped, train.labels[i], "counterfactual")
+    for i in range(n_original):
+        if _hash_unit(train.texts[i] + "obfuscate") < obfuscated_share:
+            respelt = obfuscated_copy(train.texts[i], rng)
+            if respelt is not None:
+                train.add(respelt, train.labels[i], "obfuscated")
     for row in template_rows(seed):
         train.add(toggle_final_punctuation(row.text, punctuation_share), row.label, "templates")
     return Corpus(train=train, val=val, test=test, files=files)

@@ -89,8 +89,16 @@ IDENTITY_ADJECTIVES: dict[str, tuple[str, ...]] = {
 
 # Plural nouns for groups ("___ are ..."), paired with the adjective family they belong to.
 IDENTITY_GROUPS: dict[str, tuple[str, ...]] = {
-    "sexual orientation": ("gays", "lesbians", "bisexuals", "gay men", "queer people"),
-    "gender": ("women", "men", "trans women", "trans men", "nonbinary people", "girls"),
+    "sexual orientation": (
+        "gays",
+        "lesbians",
+        "bisexuals",
+        "gay men",
+        "queer people",
+        "homosexuals",
+        "heterosexuals",
+    ),
+    "gender": ("women", "men", "trans women", "trans men", "nonbinary people", "girls", "females"),
     "religion": ("muslims", "jews", "christians", "catholics", "hindus", "sikhs", "atheists"),
     "race and origin": (
         "black people",
@@ -106,10 +114,51 @@ IDENTITY_GROUPS: dict[str, tuple[str, ...]] = {
         "indians",
         "chinese people",
         "native americans",
+        "blacks",
+        "whites",
+        "hispanics",
     ),
     "disability": ("disabled people", "deaf people", "blind people", "autistic people"),
     "age": ("old people", "boomers", "teenagers", "millennials"),
 }
+
+# Singular nouns for one person ("a ___"): hate speech names people this way ("a homosexual",
+# "a jew") far more often than benign text does, so a model learns the noun form itself as a cue
+# unless it also sees it in benign sentences.
+IDENTITY_NOUNS: tuple[str, ...] = (
+    "homosexual",
+    "heterosexual",
+    "lesbian",
+    "bisexual",
+    "gay man",
+    "trans woman",
+    "trans man",
+    "muslim",
+    "jew",
+    "christian",
+    "catholic",
+    "hindu",
+    "buddhist",
+    "sikh",
+    "atheist",
+    "mormon",
+    "immigrant",
+    "refugee",
+    "migrant",
+    "asian",
+    "african",
+    "latino",
+    "latina",
+    "hispanic",
+    "mexican",
+    "arab",
+    "black man",
+    "black woman",
+    "white man",
+    "white woman",
+    "woman",
+    "feminist",
+)
 
 ALL_ADJECTIVES: tuple[str, ...] = tuple(t for terms in IDENTITY_ADJECTIVES.values() for t in terms)
 ALL_GROUPS: tuple[str, ...] = tuple(t for terms in IDENTITY_GROUPS.values() for t in terms)

@@ -49,8 +49,9 @@ import numpy as np
 
 from training.corpus import SOURCE_BY_NAME, SOURCES, Corpus, load_corpus
 from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing, sha256_file
+from training.identity_validation import bias_aware_threshold, identity_auc
+from training.identity_validation import sentences as identity_sentences
 from training.selection import (
-    choose_threshold,
     fit_platt,
     per_source_auc,
     source_balanced_weights,
@@ -414,13 +415,15 @@ def train_model(
     checkpoints: Path,
     checkpoint_every: int = 200,
     progress: bool = True,
+    identity: tuple[Encoded, Sequence[str]] | None = None,
 ) -> tuple[Any, list[dict[str, Any]], dict[str, Any]]:
-    """Fine-tune with early stopping on the mean per-source validation ROC-AUC; resumable.
+    """Fine-tune with early stopping on the validation score; resumable.
 
-    The model selected is the one with the best mean of the per-source validation ROC-AUCs, so
-    no single platform decides. State is saved every `checkpoint_every` steps and the best model
-    at every improvement; a run started again with the same arguments resumes where it stopped
-    (the batch order is replayed from the seed, so a resumed run sees the same batches).
+    The score is `selection_score`: the mean of the per-source validation ROC-AUCs (so no single
+    platform decides), averaged with the held-out identity AUC when `identity` (benign identity
+    sentences and their terms) is given. State is saved every `checkpoint_every` steps and the
+    best model at every improvement; a run started again with the same arguments resumes where it
+    stopped (the batch order is replayed from the seed, so a resumed run sees the same batches).
     """
     import torch
     from tqdm import tqdm
@@ -484,12 +487,20 @@ def train_model(
             val_logits = predict_logits(model, val.ids, pad_id)
             margin = val_logits[:, 1] - val_logits[:, 0]
             aucs = per_source_auc(margin, val.labels, val_sources)
-            score = float(np.mean(list(aucs.values())))
+            mean_auc = float(np.mean(list(aucs.values())))
+            id_auc = None
+            if identity is not None:
+                id_logits = predict_logits(model, identity[0].ids, pad_id)
+                id_margin = id_logits[:, 1] - id_logits[:, 0]
+                id_auc = identity_auc(margin[val.labels == 1], id_margin, identity[1])
+            score = selection_score(mean_auc, id_auc)
             record = {
                 "step": step,
                 "epoch": round(step / steps_per_epoch, 3),
                 "train_loss": round(state.running, 4),
-                "val_mean_source_roc_auc": round(score, 5),
+                "val_mean_source_roc_auc": round(mean_auc, 5),
+                "heldout_identity_auc": None if id_auc is None else round(id_auc, 5),
+                "selection_score": round(score, 5),
                 "val_roc_auc": {k: round(v, 4) for k, v in aucs.items()},
                 "minutes": round((time.perf_counter() - started) / 60, 2),
             }
@@ -519,6 +530,14 @@ def train_model(
     return load_best(model, checkpoints), history, summary
 
 
+def selection_score(mean_source_auc: float, identity: float | None) -> float:
+    """The checkpoint score: the mean per-source validation ROC-AUC, averaged with the held-out
+    identity AUC when there is one (the Jigsaw bias metric likewise weighs the identity AUCs
+    beside the overall one), so a checkpoint that ranks better by flagging identity mentions
+    does not win."""
+    return mean_source_auc if identity is None else (mean_source_auc + identity) / 2
+
+
 def training_summary(
     state: TrainState, total: int, steps_per_epoch: int, stop_reason: str
 ) -> dict[str, Any]:
@@ -528,7 +547,7 @@ def training_summary(
         "steps_per_epoch": steps_per_epoch,
         "best_step": state.best_step,
         "best_epoch": round(state.best_step / steps_per_epoch, 3),
-        "best_val_mean_source_roc_auc": round(state.best_score, 5),
+        "best_selection_score": round(state.best_score, 5),
         "stop_reason": stop_reason,
         "train_minutes": round(state.seconds / 60, 2),
     }
@@ -581,6 +600,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model.get_input_embeddings().weight.requires_grad_(False)
     train = encode(tokenizer, corpus.train.texts, corpus.train.labels, cfg.max_length)
     val = encode(tokenizer, corpus.val.texts, corpus.val.labels, cfg.max_length)
+    id_texts, id_terms = identity_sentences()
+    identity = encode(tokenizer, id_texts, [0] * len(id_texts), cfg.max_length)
     truncated = sum(len(x) >= cfg.max_length for x in train.ids) / len(train)
     log.info("tokenised; %.2f%% of training texts truncated at %d", 100 * truncated, cfg.max_length)
 
@@ -605,6 +626,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             checkpoints,
             checkpoint_every=args.checkpoint_every,
             progress=not args.no_progress,
+            identity=(identity, id_terms),
         )
 
     # Calibration and threshold on the pooled validation splits, each source weighted equally,
@@ -615,14 +637,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     platt_a, platt_b = fit_platt(val_logits[:, 1] - val_logits[:, 0], val.labels, balance)
     fold_platt_into_classifier(model, platt_a, platt_b)
     val_proba = softmax_toxic(predict_logits(model, val.ids, tokenizer.pad_token_id))
-    threshold = choose_threshold(val_proba, val.labels, balance)
+    id_proba = softmax_toxic(predict_logits(model, identity.ids, tokenizer.pad_token_id))
+    threshold_choice = bias_aware_threshold(val_proba, val.labels, balance, id_proba, id_terms)
+    threshold = float(threshold_choice["threshold"])
     log.info(
-        "Platt a=%.4f b=%+.4f; val ECE %.4f -> %.4f; threshold %.3f (best val macro-F1)",
+        "Platt a=%.4f b=%+.4f; val ECE %.4f -> %.4f; threshold %s",
         platt_a,
         platt_b,
         _ece(raw_proba, val.labels),
         _ece(val_proba, val.labels),
-        threshold,
+        threshold_choice,
     )
 
     args.output.mkdir(parents=True, exist_ok=True)
@@ -658,8 +682,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "files": corpus.files,
             "sources": corpus.counts(),
             "how": "each epoch samples a fresh `weight` share of every source's training rows",
-            "validation": "every source's val split: early stopping (mean per-source ROC-AUC), "
-            "Platt calibration and threshold (each source weighted equally)",
+            "validation": "every source's val split: early stopping (mean per-source ROC-AUC "
+            "averaged with the held-out identity AUC), Platt calibration and threshold (each "
+            "source weighted equally); held-out benign identity sentences of the project's own "
+            f"writing ({len(id_texts)}, training/identity_validation.py): checkpoint and threshold",
             "limit": args.limit or None,
         },
         "hyperparameters": asdict(cfg)
@@ -668,11 +694,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "optimizer": "AdamW (no decay on biases and LayerNorm), grad clip 1.0",
             "schedule": "linear warm-up then linear decay",
             "length_grouped_batches": True,
-            "early_stopping": "best mean per-source val ROC-AUC",
+            "early_stopping": "best (mean per-source val ROC-AUC + held-out identity AUC) / 2",
             "calibration": "Platt scaling of the logit margin on val, folded into the classifier",
             "platt_a": platt_a,
             "platt_b": platt_b,
-            "threshold_rule": "max macro-F1 on validation, sources weighted equally",
+            "threshold_rule": "the fewest held-out identity false positives among thresholds "
+            "within 0.01 of the best validation macro-F1 (sources weighted equally)",
+            "threshold_choice": threshold_choice,
         },
         "training": summary | {"history": history},
         "training_wall_seconds": round(wall, 1),
@@ -740,7 +768,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"base            {metadata['base_model']}")
     print(
         f"best            step {summary['best_step']} (epoch {summary['best_epoch']}), "
-        f"mean per-source val ROC-AUC {summary['best_val_mean_source_roc_auc']}; "
+        f"selection score {summary['best_selection_score']}; "
         f"{summary['stop_reason']}"
     )
     print(f"threshold       {metadata['threshold']}")
