@@ -122,6 +122,14 @@ def identity_auc(
     return float(np.mean(arr**power) ** (1.0 / power))
 
 
+def selection_score(mean_source_auc: float, identity: float | None) -> float:
+    """The checkpoint score: the mean per-source validation ROC-AUC, averaged with the held-out
+    identity AUC when there is one (the Jigsaw bias metric likewise weighs the identity AUCs
+    beside the overall one), so a checkpoint that ranks better by flagging identity mentions
+    does not win."""
+    return mean_source_auc if identity is None else (mean_source_auc + identity) / 2
+
+
 def bias_aware_threshold(
     proba: np.ndarray,
     y: np.ndarray,

@@ -18,9 +18,11 @@ model, by `evaluate_sources.py`):
    regression with per-row weights from the source weights, and one
    indicator column per source during training only: it absorbs each source's base rate, so a
    word is not weighed as toxic for being common in a mostly-toxic source.
-6. Selection: C by the mean of the per-source validation ROC-AUCs.
-7. Sigmoid (Platt) calibration and the decision threshold (best macro-F1) on the pooled
-   validation splits, each source weighted equally.
+6. Selection: C by the mean of the per-source validation ROC-AUCs averaged with the held-out
+   identity AUC (`identity_validation.selection_score`).
+7. Sigmoid (Platt) calibration on the pooled validation splits, each source weighted equally;
+   the decision threshold flags the fewest held-out benign identity sentences
+   (`identity_validation.py`) among thresholds within 0.01 of the best validation macro-F1.
 8. NB scaling, regression and calibration are folded into one weight vector (exactly the same
    function), saved with the two vectorizers and the lexicon as `model.joblib`, plus
    `metadata.json`.
@@ -56,9 +58,10 @@ from ml_prod_api.providers.tfidf import (
 from ml_prod_api.providers.tfidf.lexicon import ABUSIVE_WORDS
 from training.corpus import SOURCE_BY_NAME, SOURCES, load_corpus
 from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing, sha256_file
-from training.identity import ALL_ADJECTIVES, ALL_GROUPS
+from training.identity import ALL_ADJECTIVES, ALL_GROUPS, IDENTITY_NOUNS
+from training.identity_validation import bias_aware_threshold, identity_auc, selection_score
+from training.identity_validation import sentences as identity_sentences
 from training.selection import (
-    choose_threshold,
     fit_platt,
     per_source_auc,
     source_balanced_weights,
@@ -207,7 +210,7 @@ def identity_feature_columns(feats: Features) -> np.ndarray:
     ("gay people", "filthy gays") and the rest of the sentence keep their weights.
     """
     words: set[str] = set()
-    for term in ALL_ADJECTIVES + ALL_GROUPS:
+    for term in ALL_ADJECTIVES + ALL_GROUPS + IDENTITY_NOUNS:
         for word in normalize(term).split():
             words |= {word, word + "s"}
     columns = [feats.word.vocabulary_[w] for w in words if w in feats.word.vocabulary_]
@@ -316,33 +319,48 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         0 if identity_columns is None else len(identity_columns),
     )
 
-    # Grid scored by the mean of the per-source validation ROC-AUCs, so no platform decides.
+    # Grid scored by the mean of the per-source validation ROC-AUCs (so no platform decides) and
+    # the held-out identity AUC (`identity_validation.selection_score`), as for the transformer.
+    id_texts, id_terms = identity_sentences()
+    x_id = feats.matrix(_normalise_all(id_texts, "identity"))
     results: list[tuple[FitConfig, float, dict[str, float]]] = []
     for i, c in enumerate(args.grid_c, 1):
         fit = FitConfig(C=c)
         coef, intercept = fit_nblr(
             x, y, source_weight, fit, args.seed, identity_columns, indicators
         )
-        aucs = per_source_auc(x_val @ coef + intercept, y_val, corpus.val.sources)
-        score = float(np.mean(list(aucs.values())))
-        results.append((fit, score, aucs))
+        val_margin = x_val @ coef + intercept
+        aucs = per_source_auc(val_margin, y_val, corpus.val.sources)
+        mean_auc = float(np.mean(list(aucs.values())))
+        id_auc = identity_auc(val_margin[y_val == 1], x_id @ coef + intercept, id_terms)
+        score = selection_score(mean_auc, id_auc)
+        results.append((fit, score, aucs | {"heldout_identity_auc": id_auc}))
         log.info(
-            "grid %d/%d C=%-4g mean per-source val ROC-AUC %.4f", i, len(args.grid_c), c, score
+            "grid %d/%d C=%-4g mean per-source val ROC-AUC %.4f, held-out identity AUC %.4f",
+            i,
+            len(args.grid_c),
+            c,
+            mean_auc,
+            id_auc,
         )
     chosen, best_score, best_aucs = max(results, key=lambda r: r[1])
-    log.info("chosen: %s (mean per-source val ROC-AUC %.4f)", chosen, best_score)
+    log.info("chosen: %s (selection score %.4f)", chosen, best_score)
 
     coef, intercept = fit_nblr(x, y, source_weight, chosen, args.seed, identity_columns, indicators)
     val_logits = x_val @ coef + intercept
     # Calibration and threshold on the validation splits, each source weighted equally.
     platt_a, platt_b = fit_platt(val_logits, y_val, balance)
     val_proba = sigmoid(platt_a * val_logits + platt_b)
-    threshold = choose_threshold(val_proba, y_val, balance)
+    id_logits = x_id @ coef + intercept
+    threshold_choice = bias_aware_threshold(
+        val_proba, y_val, balance, sigmoid(platt_a * id_logits + platt_b), id_terms
+    )
+    threshold = float(threshold_choice["threshold"])
     log.info("sigmoid calibration: p = sigmoid(%.4f * logit %+.4f)", platt_a, platt_b)
-    log.info("threshold %.3f (max source-balanced macro-F1 on validation)", threshold)
+    log.info("threshold %s", threshold_choice)
     selection = {
         "fitted_on": "every source's train split, templates and identity swaps",
-        "val_mean_source_roc_auc": round(best_score, 5),
+        "selection_score": round(best_score, 5),
         "val_roc_auc": {k: round(v, 4) for k, v in best_aucs.items()},
         "val_pooled": split_metrics(val_proba, y_val, threshold),
     }
@@ -385,7 +403,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "sources": corpus.counts(),
             "how": "per-row loss weight = the source's weight",
             "weights": {s: overrides.get(s, SOURCE_BY_NAME[s].weight) for s in SOURCE_BY_NAME},
-            "validation": "every source's val split: selection (mean per-source ROC-AUC), "
+            "validation": "every source's val split: selection (mean per-source ROC-AUC, averaged "
+            "with the held-out identity AUC), "
             "calibration and threshold (each source weighted equally)",
         },
         "features": asdict(features_cfg)
@@ -407,11 +426,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "calibration": "sigmoid on validation, sources weighted equally",
             "platt_a": platt_a,
             "platt_b": platt_b,
-            "threshold_rule": "max macro-F1 on validation, sources weighted equally",
+            "threshold_rule": "the fewest held-out identity false positives among thresholds "
+            "within 0.01 of the best validation macro-F1 (sources weighted equally)",
+            "threshold_choice": threshold_choice,
         },
-        "grid": [
-            asdict(fit) | {"val_mean_source_roc_auc": round(score, 5)} for fit, score, _ in results
-        ],
+        "grid": [asdict(fit) | {"selection_score": round(score, 5)} for fit, score, _ in results],
         "selection": selection,
         "normalisation": "ml_prod_api.providers.tfidf.textnorm.normalize",
         "metrics": {},
@@ -440,7 +459,7 @@ def print_summary(metadata: dict[str, Any]) -> None:
     print(f"features        {metadata['features']['n_features']}")
     print(f"chosen          C={metadata['hyperparameters']['C']} threshold={metadata['threshold']}")
     sel = metadata["selection"]
-    print(f"val ROC-AUC     mean per source {sel['val_mean_source_roc_auc']:.4f}")
+    print(f"selection score {sel['selection_score']:.4f} (per-source val ROC-AUC and identity)")
     for source, auc in sel["val_roc_auc"].items():
         print(f"  {source:<20} {auc:.4f}")
     print(f"elapsed         {metadata.get('elapsed_seconds', 0):.0f} s")

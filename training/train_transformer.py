@@ -49,7 +49,7 @@ import numpy as np
 
 from training.corpus import SOURCE_BY_NAME, SOURCES, Corpus, load_corpus
 from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing, sha256_file
-from training.identity_validation import bias_aware_threshold, identity_auc
+from training.identity_validation import bias_aware_threshold, identity_auc, selection_score
 from training.identity_validation import sentences as identity_sentences
 from training.selection import (
     fit_platt,
@@ -528,14 +528,6 @@ def train_model(
     save_checkpoint(checkpoints, model, optimizer, schedule, state)
     summary = training_summary(state, total, steps_per_epoch, stop_reason)
     return load_best(model, checkpoints), history, summary
-
-
-def selection_score(mean_source_auc: float, identity: float | None) -> float:
-    """The checkpoint score: the mean per-source validation ROC-AUC, averaged with the held-out
-    identity AUC when there is one (the Jigsaw bias metric likewise weighs the identity AUCs
-    beside the overall one), so a checkpoint that ranks better by flagging identity mentions
-    does not win."""
-    return mean_source_auc if identity is None else (mean_source_auc + identity) / 2
 
 
 def training_summary(
