@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,9 +19,11 @@ from tests.support.servers import LoggedServer, ready_logged_server, run_logged_
 pytestmark = [pytest.mark.integration]
 
 
-def _connect(server: LoggedServer) -> socket.socket:
-    conn = socket.create_connection(("127.0.0.1", server.port), timeout=20)
-    return conn
+def _connect(server: LoggedServer, source: str = "127.0.0.1") -> socket.socket:
+    """A connection from `source` (another loopback address is another client)."""
+    return socket.create_connection(
+        ("127.0.0.1", server.port), timeout=20, source_address=(source, 0)
+    )
 
 
 def _send_until_closed(conn: socket.socket, data: bytes) -> None:
@@ -51,7 +54,8 @@ def test_slow_bodies_do_not_take_the_in_flight_slots(server: LoggedServer) -> No
         b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         b"Content-Length: 100000\r\n\r\n{\"text\": \""
     )
-    slow = [_connect(server) for _ in range(6)]  # three times MAX_IN_FLIGHT_REQUESTS
+    # One client's slow bodies, three times MAX_IN_FLIGHT_REQUESTS; another client's request.
+    slow = [_connect(server, source="127.0.0.2") for _ in range(6)]
     try:
         for conn in slow:
             conn.sendall(head)
@@ -60,6 +64,103 @@ def test_slow_bodies_do_not_take_the_in_flight_slots(server: LoggedServer) -> No
     finally:
         for conn in slow:
             conn.close()
+
+
+def _slow_body(
+    server: LoggedServer, source: str = "127.0.0.1", forwarded_for: str | None = None
+) -> socket.socket:
+    """A connection from `source` that sends a prediction's head and the start of its body (of a
+    declared 100,000 bytes), then nothing more."""
+    conn = _connect(server, source)
+    forwarded = b"X-Forwarded-For: %s\r\n" % forwarded_for.encode() if forwarded_for else b""
+    conn.sendall(
+        b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + forwarded
+        + b"Content-Length: 100000\r\n\r\n"
+        + _BODY_START
+    )
+    return conn
+
+
+_BODY_START = b'{"text": "'
+
+
+def _finish_body(conn: socket.socket) -> None:
+    rest = b'hello"}'
+    conn.sendall(rest + b" " * (100_000 - len(_BODY_START) - len(rest)))
+
+
+def _answer(conn: socket.socket) -> tuple[int, dict[str, object], bool]:
+    """The status and JSON body of the next answer on `conn`, and whether the server then closed
+    the connection (only looked for when the answer asks for it with `connection: close`)."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = conn.recv(65536)
+        assert chunk, f"closed without an answer: {received[:200]!r}"
+        received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    lines = head.lower().split(b"\r\n")
+    length = next(int(line.split(b":")[1]) for line in lines if line.startswith(b"content-length:"))
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        assert chunk, "closed in the middle of the answer"
+        body += chunk
+    closed = b"connection: close" in lines and _read_until_closed(conn) == b""
+    return int(lines[0].split(b" ", 2)[1]), json.loads(body), closed
+
+
+def test_one_client_cannot_hold_more_than_its_cap_of_body_readers(tmp_path: Path) -> None:
+    cap, fd_limit = 4, 256
+    # A server with few descriptors, so that connections one client keeps open would run out of
+    # them for everyone else.
+    argv = ["prlimit", f"--nofile={fd_limit}", sys.executable, "-m", "ml_prod_api.cli", "serve"]
+    argv += ["--host", "127.0.0.1", "--port", "{port}"]
+    with run_logged_server(
+        tmp_path / "server.log",
+        argv=argv,
+        MAX_BODY_READERS_PER_CLIENT=str(cap),
+        TRUSTED_PROXIES="127.0.0.1",
+        BODY_READ_TIMEOUT_SECONDS="60",
+    ) as srv:
+        srv.wait_ready(timeout_s=60)
+        hostile: list[socket.socket] = []
+        try:
+            # 127.0.0.2 (not a trusted proxy) opens more slow bodies than the server has
+            # descriptors, and never closes one: beyond the cap each is refused at once.
+            for i in range(fd_limit + 44):
+                conn = _slow_body(srv, source="127.0.0.2")
+                hostile.append(conn)
+                if i >= cap:
+                    status, body, closed = _answer(conn)
+                    assert status == 429, (i, body)
+                    error = body["error"]
+                    assert isinstance(error, dict) and error["code"] == "too_many_uploads"
+                    assert closed  # by the server: this client keeps its end open
+            # Other clients are served meanwhile: another address, and a client behind the
+            # trusted proxy, whose forwarded address is its identity.
+            ok = httpx2.post(srv.url + "/v1/predict", json={"text": "hello"}, timeout=20)
+            assert ok.status_code == 200, ok.text
+            via_proxy = [_slow_body(srv, forwarded_for="203.0.113.9") for _ in range(cap + 1)]
+            hostile += via_proxy
+            assert _answer(via_proxy[-1])[:1] == (429,)
+            other = httpx2.post(
+                srv.url + "/v1/predict",
+                json={"text": "hello"},
+                headers={"X-Forwarded-For": "203.0.113.10"},
+                timeout=20,
+            )
+            assert other.status_code == 200, other.text
+            # A held body that arrives is served, and gives its client's slot back.
+            _finish_body(hostile[0])
+            assert _answer(hostile[0])[0] == 200
+            again = _slow_body(srv, source="127.0.0.2")
+            hostile.append(again)
+            _finish_body(again)
+            assert _answer(again)[0] == 200
+        finally:
+            for conn in hostile:
+                conn.close()
+        assert not [r for r in srv.log_records() if r.get("level") == "ERROR"]
 
 
 def _head_with(pad: bytes, header: bytes = b"X-Pad") -> bytes:

@@ -321,3 +321,103 @@ def test_header_timeout_covers_bytes_that_begin_no_request() -> None:
     # the connection must still be closed (here after 0.1 s, long before keep-alive's 5 s).
     (stray,) = _header_timeout_exchanges([b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 0.2, b"\r\n"])
     assert stray.count(b"HTTP/1.1 200 OK") == 1
+
+
+def _upload(
+    mw: Any,
+    client: str,
+    body_arrives: asyncio.Event,
+    *,
+    caller: str | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> Any:
+    """One request from `client` (its address) through `mw`, declaring a body that arrives once
+    `body_arrives` is set; ends with what was sent."""
+
+    async def call() -> list[Message]:
+        out: list[Message] = []
+
+        async def send(message: Message) -> None:
+            out.append(message)
+
+        async def receive() -> Message:
+            await body_arrives.wait()
+            return {"type": "http.request", "body": b"{}", "more_body": False}
+
+        scope: dict[str, Any] = {
+            "type": "http",
+            "method": "POST",
+            "path": "/v1/predict",
+            "headers": [(b"content-length", b"2")] if headers is None else headers,
+            "client": (client, 50000),
+        }
+        if caller is not None:
+            scope["ml_prod_api.caller"] = caller
+        await mw(scope, receive, send)
+        return out
+
+    return asyncio.ensure_future(call())
+
+
+def test_body_reader_cap_refuses_one_client_beyond_its_cap_and_spares_others() -> None:
+    from ml_prod_api.http.bodyreaders import BodyReaderCap
+
+    gate = asyncio.Event()
+    gate.set()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await _read_body_then_wait(gate, receive, send)
+
+    mw = BodyReaderCap(app, limit=2)
+
+    async def scenario() -> None:
+        slow, other_slow = asyncio.Event(), asyncio.Event()
+        held = [_upload(mw, "198.51.100.1", slow) for _ in range(2)]
+        await asyncio.sleep(0.01)
+        refused = await _upload(mw, "198.51.100.1", asyncio.Event())  # answered at once
+        assert refused[0]["status"] == 429
+        assert (b"connection", b"close") in refused[0]["headers"]
+        assert (b"retry-after", b"1") in refused[0]["headers"]
+        assert json.loads(refused[1]["body"])["error"]["code"] == "too_many_uploads"
+        # Another client, and a request without a body from the same one, are not counted.
+        other = _upload(mw, "198.51.100.2", other_slow)
+        no_body = await _upload(mw, "198.51.100.1", gate, headers=[(b"content-length", b"0")])
+        assert no_body[0]["status"] == 200
+        other_slow.set()
+        assert (await other)[0]["status"] == 200
+        # Once a held body is in, the client's count drops and a new request is accepted.
+        slow.set()
+        for done in await asyncio.gather(*held):
+            assert done[0]["status"] == 200
+        assert mw.reading == {}
+        assert (await _upload(mw, "198.51.100.1", slow))[0]["status"] == 200
+
+    asyncio.run(scenario())
+
+
+def test_body_reader_cap_counts_by_key_name_and_forgets_clients_that_leave() -> None:
+    from ml_prod_api.http.bodyreaders import BodyReaderCap
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await _read_body_then_wait(asyncio.Event(), receive, send)
+
+    mw = BodyReaderCap(app, limit=1)
+
+    async def scenario() -> None:
+        never = asyncio.Event()
+        # One key from two addresses is one client; two keys from one address are two.
+        first = _upload(mw, "198.51.100.1", never, caller="alice")
+        chunked = [(b"transfer-encoding", b"chunked")]
+        second = _upload(mw, "198.51.100.1", never, caller="bob", headers=chunked)
+        await asyncio.sleep(0.01)
+        assert mw.reading == {"alice": 1, "bob": 1}
+        refused = await _upload(mw, "198.51.100.9", never, caller="alice")
+        assert refused[0]["status"] == 429
+        # Requests that end while their body is arriving (timed out, client gone) give their
+        # count back; nothing is kept for a client with no body arriving.
+        for task in (first, second):
+            task.cancel()
+        await asyncio.gather(first, second, return_exceptions=True)
+        assert mw.reading == {}
+
+    asyncio.run(scenario())

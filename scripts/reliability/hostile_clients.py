@@ -1,13 +1,17 @@
-"""Hostile clients: four ways one caller could deny service to all or push memory past the pod's
+"""Hostile clients: five ways one caller could deny service to all or push memory past the pod's
 limit, each against a real `ml-prod-api serve` on 127.0.0.1.
 
 1. costly-batch: with onnx, one `/v1/predict_batch` of 64 texts of 5,000 characters, while a
    second client sends single texts: how long others are refused, the batch's answer, RSS.
-2. slow-bodies: 300 connections send prediction headers with `Content-Length: 100000` and then a
-   byte a second (more than `MAX_IN_FLIGHT_REQUESTS`, 256), while a second client sends texts.
+2. slow-bodies: 300 connections from one client send prediction headers with
+   `Content-Length: 100000` and then a byte a second (more than `MAX_IN_FLIGHT_REQUESTS`, 256),
+   while a second client sends texts.
 3. large-headers: 16 connections send a 20 MB header at once, then one a 50 MB header while
    `/healthz` is probed: RSS and the slowest probe.
 4. word-cache: tfidf, 180 batches of 16 distinct random 5,000-letter "words": RSS.
+5. body-readers: a server limited to 256 file descriptors; one client (127.0.0.2) opens 300
+   prediction connections that send their body a byte a second, while a second client
+   (127.0.0.1) sends texts: how the 300 are answered, the server's descriptors, the others.
 
 Every loop is bounded in count and time; servers are stopped by their own pid.
 """
@@ -18,6 +22,7 @@ import contextlib
 import random
 import socket
 import string
+import sys
 import threading
 import time
 from collections import Counter
@@ -137,7 +142,10 @@ def slow_bodies(srv: LoggedServer, report: harness.Report, n: int, seconds: floa
     )
     conns = []
     for _ in range(n):
-        conn = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        # From 127.0.0.2: another client than the probes' (MAX_BODY_READERS_PER_CLIENT).
+        conn = socket.create_connection(
+            ("127.0.0.1", srv.port), timeout=5, source_address=("127.0.0.2", 0)
+        )
         conn.sendall(head)
         conns.append(conn)
     stop = threading.Event()
@@ -160,6 +168,106 @@ def slow_bodies(srv: LoggedServer, report: harness.Report, n: int, seconds: floa
             conn.close()
     statuses = Counter(p[1] for p in probes)
     report.figure(f"others with {n} slow bodies: probes by status", dict(statuses))
+    report.expect("others are served", set(statuses) == {200}, dict(statuses))
+
+
+def _answered(conn: socket.socket) -> str:
+    """How the server has answered a connection so far: its status, `reset`, `closed`
+    (without an answer), or `open` (nothing yet)."""
+    conn.setblocking(False)
+    try:
+        data = conn.recv(4096)
+    except BlockingIOError:
+        return "open"
+    except ConnectionResetError:
+        return "reset"
+    if not data:
+        return "closed"
+    return data.split(b" ", 2)[1].decode() if data.startswith(b"HTTP/1.1 ") else "other"
+
+
+def body_readers(srv: LoggedServer, report: harness.Report, n: int, seconds: float) -> None:
+    head = (
+        b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100000\r\n\r\n{"
+    )
+    conns: list[socket.socket] = []
+    connect_errors = 0
+    stop = threading.Event()
+    peak_fds = 0
+
+    def watch_fds() -> None:
+        nonlocal peak_fds
+        while not stop.wait(0.1):
+            with contextlib.suppress(Exception):
+                peak_fds = max(peak_fds, harness.sample(srv.proc.pid).fds)
+
+    watcher = threading.Thread(target=watch_fds, daemon=True)
+    watcher.start()
+    before_fds = harness.sample(srv.proc.pid).fds
+    t0 = time.monotonic()
+    opened_at: list[float] = []
+    for _ in range(n):
+        try:
+            conn = socket.create_connection(
+                ("127.0.0.1", srv.port), timeout=5, source_address=("127.0.0.2", 0)
+            )
+            conn.sendall(head)
+            conns.append(conn)
+            opened_at.append(time.monotonic())
+        except OSError:
+            connect_errors += 1
+    opened_s = time.monotonic() - t0
+    # When each connection first has something to read (an answer, or its end), for up to 3 s.
+    for conn in conns:
+        conn.setblocking(False)
+    first_read: dict[int, float] = {}
+    while len(first_read) < len(conns) and time.monotonic() - t0 < 3.0:
+        for i, conn in enumerate(conns):
+            if i not in first_read:
+                try:
+                    conn.recv(1, socket.MSG_PEEK)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    pass
+                first_read[i] = time.monotonic()
+        time.sleep(0.001)
+    waited_ms = sorted((first_read[i] - opened_at[i]) * 1000 for i in first_read)
+
+    def trickle() -> None:
+        while not stop.wait(1.0):
+            for conn in conns:
+                with contextlib.suppress(OSError):
+                    conn.send(b" ")
+
+    trickler = threading.Thread(target=trickle, daemon=True)
+    trickler.start()
+    try:
+        t1 = time.monotonic()
+        probes = probe_while(srv.url, lambda: time.monotonic() - t1 < seconds, seconds + 1)
+        # Before BODY_READ_TIMEOUT_SECONDS (10 s) cuts off the bodies the server still reads.
+        answers = Counter(_answered(conn) for conn in conns)
+    finally:
+        stop.set()
+        trickler.join(5)
+        watcher.join(5)
+        for conn in conns:
+            conn.close()
+    statuses = Counter(p[1] for p in probes)
+    report.figure(f"{n} slow bodies from one client, opened in (s)", round(opened_s, 2))
+    report.figure("its connections by answer after the attack", dict(answers))
+    report.figure(
+        "of those, answered or closed within 3 s: count, p50 / max ms after sending",
+        [
+            len(waited_ms),
+            round(waited_ms[len(waited_ms) // 2], 1) if waited_ms else None,
+            round(waited_ms[-1], 1) if waited_ms else None,
+        ],
+    )
+    report.figure("its connect errors", connect_errors)
+    report.figure("server fds before / peak", [before_fds, peak_fds])
+    report.figure("others: probes by status (0: no answer)", dict(statuses))
     report.expect("others are served", set(statuses) == {200}, dict(statuses))
 
 
@@ -213,7 +321,7 @@ def word_cache(srv: LoggedServer, report: harness.Report, batches: int) -> None:
     report.expect("memory bounded", after - before < 20, round(after - before, 1))
 
 
-SCENARIOS = ("costly-batch", "slow-bodies", "large-headers", "word-cache")
+SCENARIOS = ("costly-batch", "slow-bodies", "large-headers", "word-cache", "body-readers")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -237,6 +345,12 @@ def main(argv: list[str] | None = None) -> int:
         elif name == "large-headers":
             with harness.server(run, name, MODEL_PROVIDER="stub") as srv:
                 large_headers(srv, report)
+        elif name == "body-readers":
+            # A descriptor limit low enough for one client's connections to exhaust it.
+            argv = ["prlimit", "--nofile=256", sys.executable, "-m", "ml_prod_api.cli", "serve"]
+            argv += ["--host", "127.0.0.1", "--port", "{port}"]
+            with harness.server(run, name, argv=argv, MODEL_PROVIDER="stub") as srv:
+                body_readers(srv, report, 300, 6.0)
         elif name == "word-cache":
             with harness.server(run, name, ready_timeout_s=300, MODEL_PROVIDER="tfidf") as srv:
                 word_cache(srv, report, 60 if args.quick else 180)

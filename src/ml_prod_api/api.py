@@ -13,6 +13,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from ml_prod_api import __version__
 from ml_prod_api.http.auth import ApiKeyGuard, ApiKeyStore
+from ml_prod_api.http.bodyreaders import BodyReaderCap
 from ml_prod_api.http.errors import install_error_handlers
 from ml_prod_api.http.headers import SecurityHeadersMiddleware
 from ml_prod_api.http.middleware import (
@@ -97,9 +98,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # The order, outermost first: proxy headers (the real client address), request context
     # (id, access log, metrics, last-resort 500), security headers, CORS, API keys (before any
-    # body is read), admission (in-flight cap), body limit, then FastAPI. `add_middleware`
-    # prepends, so add in reverse. (The start-up failure message sees the lifespan scope only,
-    # so its place does not matter.)
+    # body is read), bodies arriving per client (by the key's name, so after the key check),
+    # admission (in-flight cap), body limit, then FastAPI. `add_middleware` prepends, so add in
+    # reverse. (The start-up failure message sees the lifespan scope only, so its place does not
+    # matter.)
     app.add_middleware(StartupFailureMiddleware)
     app.add_middleware(
         BodyLimitMiddleware,
@@ -111,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limit=settings.max_in_flight_requests,
         paths=("/v1/predict", "/v1/predict_batch", "/v1/moderations"),
     )
+    app.add_middleware(BodyReaderCap, limit=settings.max_body_readers_per_client)
     if key_store.enabled:
         app.add_middleware(
             ApiKeyGuard, store=key_store, protect_metrics=settings.metrics_require_key

@@ -114,6 +114,13 @@ class Settings(BaseSettings):
     max_in_flight_requests: int = Field(
         default=256, ge=1, description="Prediction requests in flight before an immediate 429."
     )
+    max_body_readers_per_client: int = Field(
+        default=32,
+        ge=1,
+        le=100_000,
+        description="Requests from one client (API key name, else address) whose body is still "
+        "arriving; one more gets an immediate 429 too_many_uploads and its connection closed.",
+    )
 
     # --- lifecycle ---------------------------------------------------------------------------
     drain_grace_seconds: float = Field(default=3.0, ge=0.0, le=300.0)

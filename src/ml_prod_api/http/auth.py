@@ -123,6 +123,17 @@ def presented_key(scope: Scope) -> bytes | None:
     return found[0] if found else None
 
 
+def caller_identity(scope: Scope) -> str:
+    """Who a request is charged to (rate limits, the cap on bodies arriving): the API key's name
+    once `ApiKeyGuard` has accepted it, else the client address (`ip:...`), which is the
+    forwarded one only from `TRUSTED_PROXIES`."""
+    caller = scope.get(CALLER_SCOPE_KEY)
+    if caller is None:
+        client = scope.get("client")
+        caller = f"ip:{client[0]}" if client else "ip:unknown"
+    return str(caller)
+
+
 class ApiKeyGuard:
     """Refuses protected paths without a valid key (401 with `WWW-Authenticate`)."""
 

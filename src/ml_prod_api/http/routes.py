@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from ml_prod_api import API_VERSION, __version__
-from ml_prod_api.http.auth import CALLER_SCOPE_KEY
+from ml_prod_api.http.auth import caller_identity
 from ml_prod_api.http.errors import ApiError, error_body
 from ml_prod_api.http.middleware import ARRIVED_SCOPE_KEY, request_log_fields
 from ml_prod_api.http.moderations import check_model, moderation_body, moderation_texts
@@ -92,7 +92,8 @@ _PREDICT_ERRORS = _responses(
     ),
     (
         429,
-        "Queue full, too many in flight, or the caller's rate limit spent",
+        "Queue full, too many in flight, the caller's rate limit spent, or too many of its "
+        "bodies still arriving",
         "overloaded",
         "inference queue full (2048 items queued, limit 2048)",
     ),
@@ -166,19 +167,11 @@ def _disconnected(request: Request) -> Callable[[], Awaitable[None]]:
     return wait
 
 
-def _caller(request: Request) -> str:
-    caller = request.scope.get(CALLER_SCOPE_KEY)
-    if caller is None:
-        client = request.scope.get("client")
-        caller = f"ip:{client[0]}" if client else "ip:unknown"
-    return str(caller)
-
-
 async def _rate_limit(request: Request, state: AppState, cost: int) -> dict[str, str]:
     limiter = state.rate_limiter
     if limiter is None:
         return {}
-    decision = await limiter.check(_caller(request), cost)
+    decision = await limiter.check(caller_identity(request.scope), cost)
     return decision.headers
 
 
@@ -190,14 +183,14 @@ async def _valid_body(
     body costs one unit: validation is work too."""
     limiter = state.rate_limiter
     if limiter is not None:
-        limiter.refuse_if_spent(_caller(request))
+        limiter.refuse_if_spent(caller_identity(request.scope))
     settings = state.settings
     try:
         body = parse_body(await request.body(), request.headers.get("content-type"), model)
         check(body, settings)
     except ApiError:
         if limiter is not None:
-            await limiter.check(_caller(request), 1)
+            await limiter.check(caller_identity(request.scope), 1)
         raise
     return body
 
