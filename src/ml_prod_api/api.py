@@ -14,6 +14,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from ml_prod_api import __version__
 from ml_prod_api.http.auth import ApiKeyGuard, ApiKeyStore
 from ml_prod_api.http.bodyreaders import BodyReaderCap
+from ml_prod_api.http.docs import docs_router
 from ml_prod_api.http.errors import install_error_handlers
 from ml_prod_api.http.headers import SecurityHeadersMiddleware
 from ml_prod_api.http.middleware import (
@@ -68,8 +69,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=make_lifespan(settings),
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        # FastAPI's own pages load their scripts from a CDN: ours serve them from the package
+        # (`http/docs.py`). No OAuth2 flow, so no OAuth2 redirect page.
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
         openapi_url="/openapi.json" if docs else None,
         # FastAPI's native OpenTelemetry hooks look up three global providers on every request;
         # this service reports through Prometheus metrics and JSON logs instead.
@@ -87,6 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ).attach(app)
     install_error_handlers(app)
     app.include_router(router)
+    if docs:
+        app.include_router(docs_router(title=app.title, openapi_url="/openapi.json"))
     _document_limits(app, settings)
 
     def model_fields() -> dict[str, Any]:

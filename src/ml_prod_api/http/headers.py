@@ -9,10 +9,10 @@ _COMMON = [
     (b"referrer-policy", b"no-referrer"),
     (b"x-frame-options", b"DENY"),
 ]
-# The API serves JSON only; the Swagger UI pages load their script and style from a CDN, so
-# they are left without this policy rather than given a loose one.
+# The API serves JSON only. The docs pages set their own policy (same-origin scripts and styles,
+# `http/docs.py`), which a response's own header keeps.
 _CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
-_DOCS_PATHS = ("/docs", "/redoc")
+_HEADERS = (*_COMMON, _CSP)
 
 
 class SecurityHeadersMiddleware:
@@ -23,16 +23,13 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = list(_COMMON)
-        if not scope["path"].startswith(_DOCS_PATHS):
-            extra.append(_CSP)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 present = {name.lower() for name, _ in message.get("headers", [])}
                 message["headers"] = [
                     *message.get("headers", []),
-                    *(h for h in extra if h[0] not in present),
+                    *(h for h in _HEADERS if h[0] not in present),
                 ]
             await send(message)
 
