@@ -1,4 +1,4 @@
-"""Training and export of the transformer models (issue 4), on tiny random-weight encoders.
+"""Training and export of the transformer models, on tiny random-weight encoders.
 
 The encoders are built from a config in a fixture (BERT and DistilBERT, a few thousand
 parameters, a small word-piece vocabulary written here), so nothing is downloaded and no

@@ -1,4 +1,4 @@
-"""In-process throughput of the shipped int8 ONNX model (issue 4), the compute limit of `onnx`.
+"""In-process throughput of the shipped int8 ONNX model, the compute limit of `onnx`.
 
     python -m training.bench_onnx [--model models/onnx] [--texts 400] [--threads 2]
 

@@ -1,4 +1,4 @@
-"""In-process speed of the `tfidf` provider (issue 3 targets).
+"""In-process speed of the `tfidf` provider (the speed targets).
 
     python -m training.bench_tfidf [--model models/tfidf]
 

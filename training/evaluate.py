@@ -1,4 +1,4 @@
-"""Evaluate a `tfidf` artifact (issue 3); also run at the end of `train_tfidf.py`.
+"""Evaluate a `tfidf` artifact; also run at the end of `train_tfidf.py`.
 
     python -m training.evaluate [--model models/tfidf] [--write-metadata]
 

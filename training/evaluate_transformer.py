@@ -1,4 +1,4 @@
-"""Evaluate the transformer models (issue 4) with the same figures as the TF-IDF model.
+"""Evaluate the transformer models with the same figures as the TF-IDF model.
 
     python -m training.evaluate_transformer [--model models/onnx] [--checkpoint models/transformer]
         [--write-metadata]

@@ -93,13 +93,13 @@ class TrainConfig:
     base: str
     max_length: int = 128
     batch_size: int = 32
-    epochs: float = 2.5
+    epochs: float = 2.0
     learning_rate: float = 6e-5
     weight_decay: float = 0.01
     warmup_fraction: float = 0.06
     eval_every: float = 0.5  # in epochs
     patience: int = 3
-    max_minutes: float = 60.0
+    max_minutes: float = 90.0
     seed: int = 20190101
     threads: int = 2
     # The 30k x 384 word-embedding matrix is a dense gradient and an AdamW update of half the
