@@ -30,7 +30,7 @@ def test_trains_on_every_source_and_is_deterministic(
 ) -> None:
     assert train(tmp_path, "a") == 0
     summary = capsys.readouterr().out
-    assert "tfidf training summary" in summary and "mean per source" in summary
+    assert "tfidf training summary" in summary and "selection score" in summary
 
     metadata = json.loads((tmp_path / "a" / METADATA_FILE).read_text())
     for key in ("model_version", "artifact", "sklearn_version", "threshold", "label_mapping",
