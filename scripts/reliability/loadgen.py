@@ -58,6 +58,8 @@ class Result:
     # client, a connection being opened). `latency - send_lag` is what the network and the
     # server took; open-loop latency from the due time is what a user would see.
     send_lag: float = 0.0
+    # The connection's local port: to match a request with a server-side trace of connections.
+    local_port: int = 0
 
 
 @dataclass
@@ -174,6 +176,8 @@ class Client:
                 return result
             self.stats.connections_opened += 1
             conn = _Conn(reader, writer)
+        sockname = conn.writer.get_extra_info("sockname")
+        result.local_port = sockname[1] if sockname else 0
         keep = False
         got_bytes = False
         try:

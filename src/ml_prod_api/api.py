@@ -28,7 +28,11 @@ from ml_prod_api.http.routes import router
 from ml_prod_api.http.schemas import BatchPredictRequest, ModerationRequest, PredictRequest
 from ml_prod_api.http.state import AppState
 from ml_prod_api.http.validation import NOT_ONLY_WHITESPACE
-from ml_prod_api.lifecycle import StartupFailureMiddleware, make_lifespan
+from ml_prod_api.lifecycle import (
+    CloseWhileDrainingMiddleware,
+    StartupFailureMiddleware,
+    make_lifespan,
+)
 from ml_prod_api.logs import configure_logging
 from ml_prod_api.metrics import Metrics
 from ml_prod_api.multiproc import WorkerBoard
@@ -102,12 +106,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "model_version": provider.version if provider is not None else None,
         }
 
-    # The order, outermost first: proxy headers (the real client address), request context
-    # (id, access log, metrics, last-resort 500), security headers, CORS, API keys (before any
-    # body is read), bodies arriving per client (by the key's name, so after the key check),
-    # admission (in-flight cap), body limit, then FastAPI. `add_middleware` prepends, so add in
-    # reverse. (The start-up failure message sees the lifespan scope only, so its place does not
-    # matter.)
+    # The order, outermost first: proxy headers (the real client address), `Connection: close`
+    # while draining, request context (id, access log, metrics, last-resort 500), security
+    # headers, CORS, API keys (before any body is read), bodies arriving per client (by the key's
+    # name, so after the key check), admission (in-flight cap), body limit, then FastAPI.
+    # `add_middleware` prepends, so add in reverse. (The start-up failure message sees the
+    # lifespan scope only, so its place does not matter.)
     app.add_middleware(StartupFailureMiddleware)
     app.add_middleware(
         BodyLimitMiddleware,
@@ -148,6 +152,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         model_fields=model_fields,
         routes=lambda: router.routes,
         max_header_bytes=settings.max_header_bytes,
+    )
+    app.add_middleware(
+        CloseWhileDrainingMiddleware, draining=lambda: service.drain_started_at is not None
     )
     if settings.trusted_proxies:
         # uvicorn's own middleware; X-Forwarded-For is believed only from these peers.

@@ -1,14 +1,19 @@
 """Start-up and shutdown: load and warm the model, drain gracefully on SIGTERM.
 
 On SIGTERM, readiness turns 503 at once while predictions are still accepted for
-`DRAIN_GRACE_SECONDS` (the load balancer needs a few probe periods to stop sending); then the
-server's own handler runs: it closes the listening socket, waits for in-flight requests, and the
-lifespan's exit stops the model thread after the queued work is done.
+`DRAIN_GRACE_SECONDS` (the load balancer needs a few probe periods to stop sending), and every
+response says `Connection: close`, so clients stop reusing connections that are about to close.
+Then the listening sockets stop taking new connections while the ones already queued in the
+kernel are accepted (`http/listeners.py`), and the server's own handler runs: it closes the
+listening sockets, answers what already arrived on open connections (`http/protocol.py`), waits
+for in-flight requests, and the lifespan's exit stops the model thread after the queued work is
+done.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import signal
 import sys
@@ -22,6 +27,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ml_prod_api.http.listeners import quiesce_listeners
 from ml_prod_api.http.state import app_state
 from ml_prod_api.serving import InferenceService, ReadyState
 from ml_prod_api.settings import Settings
@@ -66,6 +72,37 @@ class StartupFailureMiddleware:
         await self.app(scope, receive, send_quietly)
 
 
+class CloseWhileDrainingMiddleware:
+    """Pure ASGI, HTTP only: once the drain has begun, every response says `Connection: close`.
+
+    The server closes its idle kept-alive connections when the grace period ends, and a request
+    written to one at that instant is lost unread (RFC 9112 section 9.3.1). Told to close after
+    each answer during the grace period, clients and load balancers open a new connection for
+    the next request instead, which the drain then either serves or refuses at connect. gunicorn
+    and Go's net/http do the same once their shutdown begins; uvicorn only for the responses in
+    progress when it closes the listener.
+    """
+
+    def __init__(self, app: ASGIApp, draining: Callable[[], bool]) -> None:
+        self.app = app
+        self.draining = draining
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_closing(message: Message) -> None:
+            if message["type"] == "http.response.start" and self.draining():
+                headers = list(message.get("headers", ()))
+                if not any(name.lower() == b"connection" for name, _ in headers):
+                    headers.append((b"connection", b"close"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_closing)
+
+
 def install_drain_handler(
     service: InferenceService, grace_s: float, loop: asyncio.AbstractEventLoop
 ) -> Callable[[], None]:
@@ -82,16 +119,52 @@ def install_drain_handler(
         return lambda: None
     server_handler: Handler = previous
     fired = False
+    handed_over = False
+    closing: set[asyncio.Task[None]] = set()
+
+    def hand_over(signum: int, frame: FrameType | None) -> None:
+        nonlocal handed_over
+        if not handed_over:
+            handed_over = True
+            server_handler(signum, frame)
+
+    async def close_listeners(signum: int) -> None:
+        try:
+            result = await quiesce_listeners()
+            log.info(
+                "grace period over: new connections stopped, queued ones accepted",
+                extra={
+                    "event": "listeners_quiesced",
+                    "listeners": result.quiesced,
+                    "listeners_shared": result.shared,
+                    "queued": result.queued_at_start,
+                    "left_queued": result.left_queued,
+                },
+            )
+        except OSError as exc:  # the kernel refused the filter: close as uvicorn alone would
+            log.warning(
+                f"could not stop new connections before closing: {exc}",
+                extra={"event": "listeners_not_quiesced"},
+            )
+        finally:
+            hand_over(signum, None)
+
+    def end_of_grace(signum: int) -> None:
+        # A fresh context: the signal may have interrupted a request, whose id would otherwise
+        # label these log lines.
+        task = loop.create_task(close_listeners(signum), context=contextvars.Context())
+        closing.add(task)
+        task.add_done_callback(closing.discard)
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         nonlocal fired
         if fired:  # a second SIGTERM: stop waiting
-            server_handler(signum, frame)
+            hand_over(signum, frame)
             return
         fired = True
         service.begin_drain()
         log.info("SIGTERM: draining", extra={"event": "drain_started", "grace_s": grace_s})
-        loop.call_soon_threadsafe(loop.call_later, grace_s, server_handler, signum, None)
+        loop.call_soon_threadsafe(loop.call_later, grace_s, end_of_grace, signum)
 
     signal.signal(signal.SIGTERM, on_sigterm)
 

@@ -27,6 +27,22 @@ def run_serve(args: argparse.Namespace) -> int:
     from uvicorn.config import STARTUP_FAILURE
     from uvicorn.supervisors import Multiprocess
 
+    class _Supervisor(Multiprocess):
+        """uvicorn's supervisor, closing its own copy of the listening socket as it stops.
+
+        Each worker, at the end of its drain, stops the kernel taking new connections on the
+        listening socket and accepts what is queued (`http/listeners.py`), but only on a socket
+        its parent does not hold too: the supervisor keeps it to start new workers, and a filter
+        on a socket it keeps serving (uvicorn replaces workers one at a time on SIGHUP) would
+        stop them all. Once the whole server stops the supervisor needs it no more; with its
+        copy open, connections queued after the workers closed theirs were reset at its exit.
+        """
+
+        def terminate_all(self) -> None:
+            for listener in self.sockets:
+                listener.close()
+            super().terminate_all()
+
     from ml_prod_api.http.protocol import HeaderTimeoutProtocol
     from ml_prod_api.logs import configure_logging
     from ml_prod_api.multiproc import metrics_directory
@@ -71,7 +87,7 @@ def run_serve(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, lambda signum, frame: None)
         if workers > 1:
             sock = config.bind_socket()
-            supervisor = Multiprocess(config, sockets=[sock])
+            supervisor = _Supervisor(config, sockets=[sock])
             supervisor.run()
             # Uvicorn's supervisor stops when a worker fails to start (STARTUP_FAIL_FAST and a
             # broken model) but returns normally; the exit status must say it failed.

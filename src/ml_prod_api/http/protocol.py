@@ -1,5 +1,5 @@
 """uvicorn's httptools protocol with a header-read timeout and a header size limit (slow and
-hostile clients: RELIABILITY.md).
+hostile clients: RELIABILITY.md), and a shutdown that answers requests that already arrived.
 
 Hand-written because uvicorn (0.54) has neither for httptools: it times out only an idle
 kept-alive connection, so a connection that sends nothing, or its request line and headers a byte
@@ -10,13 +10,22 @@ cannot help with either: it sees a request only once its headers are complete. n
 `client_header_timeout` and `large_client_header_buffers` are the model. An HTTP protocol class is
 uvicorn's own extension point: `ml-prod-api serve` passes this one, the classic command selects it
 with `--http ml_prod_api.http.protocol:HeaderTimeoutProtocol`.
+
+At shutdown uvicorn closes at once every connection without a response in progress, also one
+whose request is already in the socket's buffer or half parsed, and one accepted a moment ago
+whose client is still writing its request: the kernel resets a socket closed with unread bytes,
+and the client sees its request fail after its connect succeeded (RELIABILITY.md, graceful
+shutdown). `shutdown` below answers those requests, with `Connection: close`.
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
+import fcntl
 import functools
 import logging
+import termios
 from typing import Any
 
 import orjson
@@ -76,6 +85,19 @@ def _count_refusal(status: int) -> None:
         metrics.observe_request(UNMATCHED_ROUTE, status, 0.0)
 
 
+def _bytes_waiting(transport: asyncio.Transport) -> bool:
+    """Whether bytes the event loop has not read yet wait in the connection's socket."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    count = array.array("i", [0])
+    try:
+        fcntl.ioctl(sock.fileno(), termios.FIONREAD, count, True)
+    except OSError:
+        return False
+    return count[0] > 0
+
+
 class HeaderTimeoutProtocol(HttpToolsProtocol):
     """Close a connection whose request headers are not complete in time, or too large.
 
@@ -95,6 +117,11 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     header_read_timeout_s: float | None = None
     # Bytes; None: MAX_HEADER_BYTES from the settings.
     max_header_bytes: int | None = None
+    # Seconds from its accept that a connection without a request yet still gets, once the
+    # server shuts down, for its request to begin. Its client connected a moment ago and is
+    # writing the request; a connection silent for longer is a client's spare one, closed at
+    # once. Bounded: uvicorn waits for these connections before the process exits.
+    fresh_connection_grace_s: float = 1.0
 
     def __init__(
         self,
@@ -114,11 +141,16 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         self._header_timer: asyncio.TimerHandle | None = None
         self._head_bytes = 0  # of the request line and headers being read
         self._heads_completed = 0
+        self._head_started = False  # a request's first byte is parsed, its headers are not
+        self._made_at = 0.0  # loop time of the accept
+        self._shutting_down = False
+        self._shutdown_timer: asyncio.TimerHandle | None = None
 
     def connection_made(  # type: ignore[override]
         self, transport: asyncio.Transport
     ) -> None:
         super().connection_made(transport)
+        self._made_at = self.loop.time()
         self._header_timer = self.loop.call_later(self._header_timeout_s, self._headers_late)
 
     def data_received(self, data: bytes) -> None:
@@ -147,6 +179,8 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._head_started = True
+        self._cancel_shutdown_timer()
         if self._header_timer is None:  # a later request on a kept-alive connection
             self._header_timer = self.loop.call_later(self._header_timeout_s, self._headers_late)
 
@@ -154,11 +188,50 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         self._stop_header_timer()
         self._head_bytes = 0
         self._heads_completed += 1
+        self._head_started = False
         super().on_headers_complete()
+        if self._shutting_down and self.cycle is not None:
+            self.cycle.keep_alive = False  # answered with `Connection: close`, then closed
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_header_timer()
+        self._cancel_shutdown_timer()
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """The server is shutting down: close this connection once no request is left for it.
+
+        A response in progress is finished with `Connection: close` (as uvicorn does). So is a
+        request that has begun to arrive or waits in the socket's buffer: its client sent it
+        before the connection was closed, so it is answered. A connection that has had no
+        request yet gets until `fresh_connection_grace_s` after its accept for one to begin. An
+        idle kept-alive connection is closed at once (a client that writes to it at that instant
+        reads a reset: the race of every keep-alive close, RFC 9112 section 9.3.1).
+        """
+        self._shutting_down = True
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            super().shutdown()
+            return
+        if self._head_started or _bytes_waiting(self.transport):
+            return  # the header timer bounds the wait for the rest of the head
+        if self.cycle is None:
+            left = self._made_at + self.fresh_connection_grace_s - self.loop.time()
+            if left > 0:
+                self._shutdown_timer = self.loop.call_later(left, self._close_if_no_request)
+                return
+        self.transport.close()
+
+    def _close_if_no_request(self) -> None:
+        self._shutdown_timer = None
+        if not self._head_started and self.cycle is None and not self.transport.is_closing():
+            self.transport.close()
+
+    def _cancel_shutdown_timer(self) -> None:
+        if self._shutdown_timer is not None:
+            self._shutdown_timer.cancel()
+            self._shutdown_timer = None
 
     def _stop_header_timer(self) -> None:
         if self._header_timer is not None:
