@@ -23,8 +23,9 @@ five instructions, passed with ctypes), and neither uvicorn nor asyncio can stop
 without closing it. The listening sockets are found in /proc/self/fd, which sees them whichever
 command started the server. A socket that the parent process also holds (uvicorn's or gunicorn's
 supervisor with several workers, systemd socket activation) is left alone: the filter belongs to
-the socket, not to this process, and would stop the workers that keep serving (uvicorn replaces
-workers one at a time on SIGHUP) or the supervisor's next worker.
+the socket, not to this process, and would stop the processes that keep serving on it (uvicorn
+replaces workers one at a time on SIGHUP). `ml-prod-api serve` closes its supervisor's copy when
+the whole server stops, so that its workers quiesce the socket then.
 """
 
 from __future__ import annotations
