@@ -38,14 +38,14 @@ async def _answer_ok(scope: Any, receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-class Protocol(HeaderTimeoutProtocol):
+class FixedLimitsProtocol(HeaderTimeoutProtocol):
     # Fixed limits: the tests do not read the settings from the environment.
     header_read_timeout_s = 30.0
     max_header_bytes = 16384
     fresh_connection_grace_s = 60.0
 
 
-class QuickFreshGrace(Protocol):
+class QuickFreshGrace(FixedLimitsProtocol):
     fresh_connection_grace_s = 0.2
 
 
@@ -119,7 +119,7 @@ def test_quiescing_answers_the_queued_connections_and_refuses_new_ones() -> None
     async def scenario() -> tuple[listeners.QuiesceResult, list[bytes], str]:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            lambda: Protocol(config=config, server_state=state, app_state={}),
+            lambda: FixedLimitsProtocol(config=config, server_state=state, app_state={}),
             sock=sock,
             start_serving=False,
         )
@@ -228,7 +228,7 @@ def _shutdown_conversations(
 
 def test_shutdown_answers_requests_that_reached_the_connection_and_closes_after() -> None:
     sent_before, sent_after, began_before, kept_alive = _shutdown_conversations(
-        Protocol,
+        FixedLimitsProtocol,
         ("fresh", REQUEST, b""),  # written before the shutdown, not read yet by the server
         ("fresh", b"", REQUEST),  # accepted before the shutdown, written after it
         ("fresh", REQUEST[:10], REQUEST[10:]),  # begun before, finished after

@@ -15,8 +15,10 @@ handshake already in flight still passes and completes into the queue. The serve
 goes on accepting what is queued until the queue (TCP_INFO's `tcpi_unacked`, which is the accept
 queue's length for a listening socket) is empty, and only then does the server close the socket.
 A client whose SYN was dropped retransmits it about a second later and meets a closed port: a
-clean `ECONNREFUSED` (or the next process, if one listens there by then). Kernel documentation of
-the filter: https://www.kernel.org/doc/html/latest/networking/filter.html.
+clean `ECONNREFUSED` (or the next process, if one listens there by then). It is what operators
+do from outside with a firewall rule dropping SYNs around an HAProxy restart, done by the process
+itself on its own sockets. Kernel documentation of the filter:
+https://www.kernel.org/doc/html/latest/networking/filter.html.
 
 Hand-written because Python's socket module has no helper for socket filters (the program is
 five instructions, passed with ctypes), and neither uvicorn nor asyncio can stop a listener
