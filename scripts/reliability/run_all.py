@@ -27,6 +27,7 @@ DRILLS: list[tuple[str, str, list[str], int]] = [
     ("rolling-restart", "rolling_restart", [], 600),
     ("redis-loss", "redis_loss", [], 300),
     ("slow-clients", "slow_clients", [], 300),
+    ("metrics-dir", "metrics_dir", [], 300),
     # The inference queue as the bottleneck: a slow model (20 ms a call, 4 texts a call).
     (
         "overload-slow-model",

@@ -3,7 +3,14 @@
 With several worker processes, prometheus-client's multiprocess mode is used: the launcher sets
 `PROMETHEUS_MULTIPROC_DIR` before any worker imports the client, every worker writes its values
 there, and `/metrics` aggregates the files of all workers, so totals are exact whichever worker
-answers the scrape.
+answers the scrape. Gauges are `liveall`: one series per live worker (label `pid`), and a dead
+worker's series go with it (prometheus-client's `mark_process_dead` removes the files of `live*`
+gauges only: with the default `all`, a killed worker's in-flight count and readiness stayed in
+`/metrics` for good). Counters and histograms keep what a dead worker counted.
+
+A worker whose files cannot be allocated (a full filesystem) logs why, once, and keeps its
+numbers in its own memory: it serves, and `metrics_degraded_workers` in every scrape says how many
+workers' numbers are missing from the totals.
 
 Labels are bounded: `route` is the route template (unknown paths share one value), `status` the
 numeric code, `provider`, `label` and `stage` (a stage's provider name) come from fixed sets.
@@ -13,15 +20,28 @@ No label ever carries request data.
 from __future__ import annotations
 
 import collections
+import contextlib
+import errno
+import logging
 import os
 import weakref
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, multiprocess, values
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
 
-from ml_prod_api.multiproc import mark_dead_workers, multiprocess_dir
+from ml_prod_api.multiproc import (
+    DEGRADED_PREFIX,
+    RESERVED_FILE_BYTES,
+    degraded_workers,
+    mark_dead_workers,
+    mark_degraded,
+    multiprocess_dir,
+    reserve_metric_files,
+)
 
 # From sub-millisecond (tfidf, stub) up to seconds (a transformer batch on CPU).
 LATENCY_BUCKETS = (
@@ -45,6 +65,13 @@ LENGTH_BUCKETS = (8, 16, 32, 64, 128, 256, 512, 1024, 2048, 5000, 10000)
 
 UNMATCHED_ROUTE = "<unmatched>"
 
+GAUGE_MODE: Final = "liveall"
+# The files prometheus-client writes for these metrics in multiprocess mode, one of each per
+# process: a new kind of metric (a Summary, another gauge mode) adds one here.
+METRIC_FILE_KINDS = ("counter", "histogram", f"gauge_{GAUGE_MODE}")
+
+log = logging.getLogger(__name__)
+
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics", "UNMATCHED_ROUTE", "serving_metrics"]
 
 # The metrics of the app this process serves, for what happens before a request reaches it (the
@@ -62,6 +89,9 @@ class Metrics:
         # shared directory instead.
         self.registry = registry or CollectorRegistry(auto_describe=True)
         self.multiprocess_dir = multiprocess_dir()
+        self.degraded = False  # multiprocess mode, but this process's values stay in memory
+        if self.multiprocess_dir is not None:
+            self._reserve_files(self.multiprocess_dir)
         r = self.registry
         self.http_requests = Counter(
             "http_requests_total",
@@ -79,6 +109,7 @@ class Metrics:
         self.in_flight = Gauge(
             "http_requests_in_flight",
             "HTTP requests being served.",
+            multiprocess_mode=GAUGE_MODE,
             registry=r,
         )
         self.inference_latency = Histogram(
@@ -122,6 +153,7 @@ class Metrics:
         self.queue_depth = Gauge(
             "inference_queue_depth",
             "Texts waiting for the model thread.",
+            multiprocess_mode=GAUGE_MODE,
             registry=r,
         )
         self.queue_wait = Histogram(
@@ -137,11 +169,17 @@ class Metrics:
             ["reason"],
             registry=r,
         )
-        self.model_ready = Gauge("model_ready", "1 when the model is loaded and warm.", registry=r)
+        self.model_ready = Gauge(
+            "model_ready",
+            "1 when the model is loaded and warm.",
+            multiprocess_mode=GAUGE_MODE,
+            registry=r,
+        )
         self.model_info = Gauge(
             "model_info",
             "The served provider and model version.",
             ["provider", "version"],
+            multiprocess_mode=GAUGE_MODE,
             registry=r,
         )
         self.rate_limited = Counter(
@@ -157,6 +195,29 @@ class Metrics:
         self._request_children: dict[tuple[str, int], tuple[Any, Any]] = {}
         for reason in ("queue_full", "deadline_unreachable", "too_costly", "deadline", "cancelled"):
             self.rejected.labels(reason)
+
+    def _reserve_files(self, directory: str) -> None:
+        try:
+            reserve_metric_files(directory, METRIC_FILE_KINDS)
+        except OSError as exc:
+            log.error(
+                "cannot allocate this worker's metrics files in PROMETHEUS_MULTIPROC_DIR (%s): "
+                "it serves, but its numbers stay in its own memory and are missing from /metrics",
+                exc.strerror or exc,
+                extra={
+                    "event": "metrics_degraded",
+                    "errno": errno.errorcode.get(exc.errno or 0, str(exc.errno)),
+                    "directory": directory,
+                    "free_bytes": _free_bytes(directory),
+                    "needed_bytes": RESERVED_FILE_BYTES * len(METRIC_FILE_KINDS),
+                },
+            )
+            # prometheus-client chooses where values live once, when imported (from
+            # PROMETHEUS_MULTIPROC_DIR), in `values.ValueClass`; its single-process class keeps
+            # them in memory, so no metric of this process touches the full directory.
+            values.ValueClass = values.MutexValue
+            self.degraded = True
+            mark_degraded(directory)
 
     def serve_process(self) -> None:
         """Make these the metrics that `serving_metrics()` returns in this process."""
@@ -224,9 +285,37 @@ class Metrics:
         mark_dead_workers(self.multiprocess_dir)
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+        registry.register(DegradedWorkers(self.multiprocess_dir))
         return generate_latest(registry)
 
     def close(self) -> None:
         """On worker exit: its live gauges stop counting (its counters stay in the totals)."""
         if self.multiprocess_dir is not None:
             multiprocess.mark_process_dead(os.getpid(), self.multiprocess_dir)  # type: ignore[no-untyped-call]
+            if self.degraded:
+                path = os.path.join(self.multiprocess_dir, f"{DEGRADED_PREFIX}{os.getpid()}")
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+
+
+class DegradedWorkers(Collector):
+    """`metrics_degraded_workers`, read from the shared directory at each scrape."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "metrics_degraded_workers",
+            "Live worker processes whose metrics files could not be allocated (a full "
+            "PROMETHEUS_MULTIPROC_DIR): their numbers are missing from this scrape.",
+            value=degraded_workers(self.directory),
+        )
+
+
+def _free_bytes(directory: str) -> int | None:
+    try:
+        stat = os.statvfs(directory)
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize

@@ -5,6 +5,15 @@ With more than one worker, prometheus-client's multiprocess mode needs a directo
 what the workers must know of each other:
 
 - `metrics_directory`: the launcher prepares the directory (and cleans it up) around the workers.
+- `reserve_metric_files`: a worker allocates its files before prometheus-client maps them.
+  The client sizes a new file with `truncate`, which on most filesystems (tmpfs, ext4) reserves
+  no space; on a full filesystem the first write through the mapping then kills the worker with
+  SIGBUS, before any line is logged, and every replacement dies the same way. Allocated first,
+  the same shortage is an `OSError` the worker can report and survive (h2o/h2o #910 and
+  prometheus/prometheus #19092 fixed the same crash the same way).
+- `mark_degraded`: a worker that could not reserve its files keeps a marker
+  `metrics-degraded-<pid>` (an empty file needs no data blocks), so whichever worker answers a
+  scrape can say how many workers' numbers are missing.
 - `mark_dead_workers`: the live gauges of a worker that died stop counting.
 - `WorkerBoard`: readiness across workers. `/readyz` is answered by whichever worker accepts the
   connection, so a pod could say "ready" while another worker is still loading its model and
@@ -22,7 +31,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +42,10 @@ if TYPE_CHECKING:
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own variable
 MARKER_PREFIX = "ready-"
+DEGRADED_PREFIX = "metrics-degraded-"
+# prometheus-client's own initial file size (`mmap_dict._INITIAL_MMAP_SIZE`): a reserved file looks
+# to the client exactly like one it made itself, and it grows a file only past this size.
+RESERVED_FILE_BYTES = 1 << 16
 _LIVE_GAUGE_FILE = re.compile(r"^gauge_live\w+_(\d+)\.db$")
 
 
@@ -60,7 +73,7 @@ def metrics_directory(workers: int) -> Iterator[None]:
     given = os.environ.get(MULTIPROC_ENV)
     if given:
         Path(given).mkdir(parents=True, exist_ok=True)
-        for pattern in ("*.db", f"{MARKER_PREFIX}*"):
+        for pattern in ("*.db", f"{MARKER_PREFIX}*", f"{DEGRADED_PREFIX}*"):
             for stale in Path(given).glob(pattern):
                 stale.unlink()
         yield
@@ -75,6 +88,71 @@ def metrics_directory(workers: int) -> Iterator[None]:
     finally:
         os.environ.pop(MULTIPROC_ENV, None)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def reserve_metric_files(directory: str, kinds: Iterable[str], pid: int | None = None) -> None:
+    """Allocate, on disk, the file prometheus-client will map for each kind of metric of this
+    process (`counter_<pid>.db`, `gauge_liveall_<pid>.db`...): `RESERVED_FILE_BYTES`, or the
+    whole of a larger file already there (one of an earlier process with the same pid, which the
+    client reuses).
+
+    Raises `OSError` (ENOSPC, EDQUOT, EFBIG...) when the filesystem cannot hold them; the files
+    this call created are removed again.
+    """
+    pid = pid or os.getpid()
+    created: list[Path] = []
+    try:
+        for kind in kinds:
+            path = Path(directory) / f"{kind}_{pid}.db"
+            existed = path.exists()
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            if not existed:
+                created.append(path)
+            try:
+                _allocate(fd, max(RESERVED_FILE_BYTES, os.fstat(fd).st_size))
+            finally:
+                os.close(fd)
+    except OSError:
+        for path in created:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        raise
+
+
+def _allocate(fd: int, size: int) -> None:
+    if hasattr(os, "posix_fallocate"):
+        os.posix_fallocate(fd, 0, size)
+    else:  # macOS has none; zeros written past the end allocate the same blocks
+        end = os.fstat(fd).st_size
+        if end < size:
+            os.pwrite(fd, bytes(size - end), end)
+
+
+def mark_degraded(directory: str, pid: int | None = None) -> None:
+    """Leave the marker of a worker whose metrics are not in the directory (best effort: a
+    filesystem out of inodes as well cannot take it)."""
+    with contextlib.suppress(OSError):
+        (Path(directory) / f"{DEGRADED_PREFIX}{pid or os.getpid()}").touch()
+
+
+def degraded_workers(directory: str) -> int:
+    return _live_markers(Path(directory), DEGRADED_PREFIX)
+
+
+def _live_markers(directory: Path, prefix: str) -> int:
+    """Markers `<prefix><pid>` of live processes; those of dead ones are removed."""
+    count = 0
+    for path in directory.glob(f"{prefix}*"):
+        try:
+            pid = int(path.name.removeprefix(prefix))
+        except ValueError:
+            continue
+        if pid_alive(pid):
+            count += 1
+        else:  # a worker that died without cleaning up
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+    return count
 
 
 def mark_dead_workers(directory: str) -> list[int]:
@@ -104,15 +182,4 @@ class WorkerBoard:
                 self.marker.unlink()
 
     def ready_workers(self) -> int:
-        count = 0
-        for path in self.directory.glob(f"{MARKER_PREFIX}*"):
-            try:
-                pid = int(path.name.removeprefix(MARKER_PREFIX))
-            except ValueError:
-                continue
-            if pid_alive(pid):
-                count += 1
-            else:  # a worker that died without cleaning up
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-        return count
+        return _live_markers(self.directory, MARKER_PREFIX)
