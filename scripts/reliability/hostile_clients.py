@@ -26,7 +26,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx2
@@ -148,7 +148,22 @@ def slow_bodies(srv: LoggedServer, report: harness.Report, n: int, seconds: floa
         )
         conn.sendall(head)
         conns.append(conn)
-    stop = threading.Event()
+    try:
+        with trickling(conns, threading.Event()):
+            t0 = time.monotonic()
+            probes = probe_while(srv.url, lambda: time.monotonic() - t0 < seconds, seconds + 1)
+    finally:
+        for conn in conns:
+            conn.close()
+    statuses = Counter(p[1] for p in probes)
+    report.figure(f"others with {n} slow bodies: probes by status", dict(statuses))
+    report.expect("others are served", set(statuses) == {200}, dict(statuses))
+
+
+@contextlib.contextmanager
+def trickling(conns: list[socket.socket], stop: threading.Event) -> Iterator[None]:
+    """A slow body on every connection: one byte a second each until the block ends, which sets
+    `stop` (other threads of the scenario may wait on it too)."""
 
     def trickle() -> None:
         while not stop.wait(1.0):
@@ -159,16 +174,10 @@ def slow_bodies(srv: LoggedServer, report: harness.Report, n: int, seconds: floa
     trickler = threading.Thread(target=trickle, daemon=True)
     trickler.start()
     try:
-        t0 = time.monotonic()
-        probes = probe_while(srv.url, lambda: time.monotonic() - t0 < seconds, seconds + 1)
+        yield
     finally:
         stop.set()
         trickler.join(5)
-        for conn in conns:
-            conn.close()
-    statuses = Counter(p[1] for p in probes)
-    report.figure(f"others with {n} slow bodies: probes by status", dict(statuses))
-    report.expect("others are served", set(statuses) == {200}, dict(statuses))
 
 
 def _answered(conn: socket.socket) -> str:
@@ -234,23 +243,13 @@ def body_readers(srv: LoggedServer, report: harness.Report, n: int, seconds: flo
                 first_read[i] = time.monotonic()
         time.sleep(0.001)
     waited_ms = sorted((first_read[i] - opened_at[i]) * 1000 for i in first_read)
-
-    def trickle() -> None:
-        while not stop.wait(1.0):
-            for conn in conns:
-                with contextlib.suppress(OSError):
-                    conn.send(b" ")
-
-    trickler = threading.Thread(target=trickle, daemon=True)
-    trickler.start()
     try:
-        t1 = time.monotonic()
-        probes = probe_while(srv.url, lambda: time.monotonic() - t1 < seconds, seconds + 1)
-        # Before BODY_READ_TIMEOUT_SECONDS (10 s) cuts off the bodies the server still reads.
-        answers = Counter(_answered(conn) for conn in conns)
+        with trickling(conns, stop):
+            t1 = time.monotonic()
+            probes = probe_while(srv.url, lambda: time.monotonic() - t1 < seconds, seconds + 1)
+            # Before BODY_READ_TIMEOUT_SECONDS (10 s) cuts off the bodies the server still reads.
+            answers = Counter(_answered(conn) for conn in conns)
     finally:
-        stop.set()
-        trickler.join(5)
         watcher.join(5)
         for conn in conns:
             conn.close()
