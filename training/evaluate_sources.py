@@ -39,6 +39,7 @@ from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing, read_bias_m
 from training.evaluate import _pyplot, _save, bias_report, score, score_all, split_metrics
 from training.functional_suite import accuracy_by_functionality, read_suite
 from training.identity import REPORTED_TERMS, mentions
+from training.selection import power_mean
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,11 +56,6 @@ def make_scorer(provider_name: str, model: Path) -> tuple[Any, float]:
     provider.load()
     threshold = provider.default_threshold
     return provider, 0.5 if threshold is None else float(threshold)
-
-
-def _power_mean(values: list[float], p: float = POWER) -> float:
-    arr = np.asarray(values, dtype=np.float64)
-    return float(np.mean(arr**p) ** (1.0 / p))
 
 
 def identity_bias(
@@ -82,7 +78,7 @@ def identity_bias(
         }
     overall = float(roc_auc_score(y, proba))
     means = [
-        _power_mean([float(v[k]) for v in per_term.values()])
+        power_mean([float(v[k]) for v in per_term.values()], POWER)
         for k in ("subgroup_auc", "bpsn_auc", "bnsp_auc")
     ]
     return {

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from training.identity import ALL_ADJECTIVES, ALL_GROUPS, IDENTITY_NOUNS
+from training.selection import macro_f1_by_threshold, power_mean
 
 ADJECTIVE_FRAMES = (
     "my aunt is {adj} and runs a small flower shop",
@@ -118,8 +119,7 @@ def identity_auc(
         benign = benign_scores[term_arr == term]
         y = np.r_[np.ones(len(toxic_scores)), np.zeros(len(benign))]
         aucs.append(float(roc_auc_score(y, np.r_[toxic_scores, benign])))
-    arr = np.asarray(aucs)
-    return float(np.mean(arr**power) ** (1.0 / power))
+    return power_mean(aucs, power)
 
 
 def selection_score(mean_source_auc: float, identity: float | None) -> float:
@@ -145,15 +145,7 @@ def bias_aware_threshold(
     flag very different shares of benign identity sentences; this rule spends at most
     `f1_tolerance` of macro-F1 on flagging fewer of them (the worst term first, then all).
     """
-    from sklearn.metrics import f1_score
-
-    grid = np.round(np.arange(0.05, 0.95001, 0.005), 3)
-    f1 = np.asarray(
-        [
-            f1_score(y, (proba >= t).astype(int), average="macro", sample_weight=weights)
-            for t in grid
-        ]
-    )
+    grid, f1 = macro_f1_by_threshold(proba, y, weights)
     best_f1 = float(f1.max())
     f1_threshold = float(grid[int(np.argmax(f1))])
     candidates = [i for i in range(len(grid)) if f1[i] >= best_f1 - f1_tolerance]
