@@ -350,6 +350,22 @@ def obfuscated_copy(text: str, rng: random.Random) -> str | None:
     return respelt if respelt != text else None
 
 
+def has_abuse(text: str) -> bool:
+    """Whether `text` holds profanity, a slur or a personal insult (the strong words only)."""
+    return _STRONG_ABUSE.search(text) is not None
+
+
 _RESPELLABLE = re.compile(r"[A-Za-z]{4,}")
 _ABUSIVE = frozenset(ABUSIVE_WORDS)
 _RESPELL_METHODS = tuple(METHODS.values())
+# Words that are abusive wherever they occur (unlike "kill" or "hate", which the broad lexicon
+# holds for the tfidf feature): what a post labelled "not sexist" or "no hate" may still carry.
+_STRONG_ABUSE = re.compile(
+    r"\b(?:(?:mother)?f+u+c*k+\w*|sh[i1]t\w*|bullshit|bitch\w*|cunts?|twats?|dick(?:head)?s?|"
+    r"cocksucker\w*|pricks?|puss(?:y|ies)|(?:dumb|jack|smart)?ass(?:hole)?s?|arseholes?|"
+    r"bastards?|slut\w*|whor\w*|skanks?|fag\w*|dykes?|trann(?:y|ies)|nigg\w*|coons?|spics?|"
+    r"wetbacks?|chinks?|gooks?|kikes?|ragheads?|towelheads?|beaners?|retard\w*|idiot\w*|"
+    r"moron\w*|imbeciles?|cretins?|dimwit\w*|stupid\w*|dumb\w*|losers?|scum\w*|douche\w*|"
+    r"wankers?|tossers?|stfu|gtfo)\b",
+    re.IGNORECASE,
+)

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training.augment import obfuscated_copy, swap_identities, template_rows
+from training.augment import has_abuse, obfuscated_copy, swap_identities, template_rows
 from training.data_sources import (
     DEFAULT_DATA_DIR,
     _display,
@@ -65,19 +65,22 @@ SOURCES: tuple[Source, ...] = (
     Source(
         "edos",
         0.3,
-        "1 sexist -> toxic; 0 'not sexist' -> non-toxic, although a few such posts are rude about "
-        "something else (the source judged sexism only); down-weighted for that reason",
+        "1 sexist -> toxic; 0 'not sexist' -> non-toxic, except a `0` with profanity, a slur or "
+        "an insult, which is left out of training (the source judged sexism only, so it says "
+        "nothing about abuse); down-weighted for that reason",
     ),
     Source(
         "stormfront",
         0.5,
-        "1 hate -> toxic; 0 noHate -> non-toxic (forum sentences that may be unpleasant, not hate)",
+        "1 hate -> toxic; 0 noHate -> non-toxic (forum sentences that may be unpleasant, not "
+        "hate); a `0` with profanity, a slur or an insult is left out of training",
     ),
     Source(
         "mlma_en",
         0.4,
-        "1 any hostility -> toxic; 0 'normal' -> non-toxic; 88% toxic, collected by hostile "
-        "keywords, so down-weighted",
+        "1 any hostility -> toxic; 0 'normal' -> non-toxic (a `0` with profanity, a slur or an "
+        "insult is left out of training); 88% toxic, collected by hostile keywords, so "
+        "down-weighted",
     ),
     Source("convabuse", 1.0, "1 majority abusive -> toxic; 0 -> non-toxic"),
     Source(
@@ -102,6 +105,11 @@ SOURCES: tuple[Source, ...] = (
         "dropped letters), same label",
     ),
 )
+# Sources whose `0` means "not the one kind of abuse we annotated", not "not toxic": their `0`
+# training rows that carry profanity, a slur or an insult would teach that such words are benign
+# (OLID, Reddit and Wikipedia toxicity all call insults and aimed profanity toxic), so they are
+# left out of training. Validation and test rows stay as the source labelled them.
+NARROW_NEGATIVES = frozenset({"edos", "stormfront", "mlma_en"})
 SOURCE_BY_NAME = {s.name: s for s in SOURCES}
 # The sources with val/test splits of their own that the models are judged on per source.
 EVALUATED_SOURCES: tuple[str, ...] = (
@@ -211,6 +219,7 @@ def load_corpus(
     obfuscated_share: float = 0.1,
     limit: int = 0,
     augment: bool = True,
+    narrow_negatives_out: bool = True,
 ) -> Corpus:
     """Every source's splits, the templates and the identity swaps of the training rows.
 
@@ -220,7 +229,9 @@ def load_corpus(
     toxic sources (HateXplain, Davidson) rarely end a post with a full stop and mostly benign
     ones (Stormfront's `0` sentences, EDOS) usually do, and a model trained without this learned
     that "You're a fucking idiot." with a full stop is benign. `obfuscated_share` of the
-    training rows get a respelt copy (`augment.obfuscated_copy`).
+    training rows get a respelt copy (`augment.obfuscated_copy`). With `narrow_negatives_out`,
+    the `0` training rows of `NARROW_NEGATIVES` that carry abuse (`augment.has_abuse`) are left
+    out; with `augment=False` every row comes as its source labelled it.
     """
     train, val, test = Split(), Split(), Split()
     files: dict[str, str] = {}
@@ -245,9 +256,18 @@ def load_corpus(
         files[_display(path)] = sha256_file(path)
         rows = _read_gz(path)
         for row in rows[: limit or None] if limit else rows:
-            split = row["split"]
+            split, label = row["split"], int(row["label"])
+            if (
+                augment
+                and narrow_negatives_out
+                and split == "train"
+                and label == 0
+                and name in NARROW_NEGATIVES
+                and has_abuse(row["text"])
+            ):
+                continue
             if split != "test" or include_test:
-                parts[split].add(row["text"], int(row["label"]), name)
+                parts[split].add(row["text"], label, name)
 
     rng = random.Random(seed)
     n_original = len(train)
