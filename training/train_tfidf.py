@@ -66,6 +66,7 @@ from training.selection import (
     per_source_auc,
     source_balanced_weights,
 )
+from training.teacher_scores import TeacherScores
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -130,6 +131,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         dest="identity_zeroing",
         action="store_false",
         help="let identity-only features take weights like any other",
+    )
+    parser.add_argument(
+        "--teacher",
+        type=Path,
+        help="distil: a `training.teacher_scores` file; each training row's target becomes "
+        "(1 - share) * its label + share * the teacher's probability",
+    )
+    parser.add_argument(
+        "--teacher-share",
+        type=float,
+        default=1.0,
+        help="the teacher's part of the target (0 = labels only, 1 = the teacher only)",
     )
     parser.add_argument("--char-min-df", type=int, default=FeatureConfig.char_min_df)
     parser.add_argument("--word-min-df", type=int, default=FeatureConfig.word_min_df)
@@ -241,6 +254,24 @@ def nb_ratio(x: sp.csr_matrix, y: np.ndarray, weight: np.ndarray, alpha: float) 
     return ratio
 
 
+def soft_rows(
+    x: sp.csr_matrix,
+    target: np.ndarray,
+    weight: np.ndarray,
+    indicators: sp.csr_matrix | None = None,
+) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, sp.csr_matrix | None]:
+    """Rows for a target between 0 and 1 (a teacher's probability): each row twice, as toxic with
+    weight `w * t` and as non-toxic with weight `w * (1 - t)`. The weighted log-loss of the pair
+    is exactly the cross-entropy against `t`, which scikit-learn's LogisticRegression (hard
+    labels only) cannot take directly; the NB ratio's weighted counts become expected counts.
+    Rows of weight 0 (a hard label's other half) are dropped by `fit_nblr`."""
+    n = x.shape[0]
+    y = np.concatenate([np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)])
+    w = np.concatenate([weight * target, weight * (1.0 - target)])
+    ind = sp.vstack([indicators, indicators]).tocsr() if indicators is not None else None
+    return sp.vstack([x, x]).tocsr(), y, w, ind
+
+
 def fit_nblr(
     x: sp.csr_matrix,
     y: np.ndarray,
@@ -314,6 +345,17 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     log.info("features: %d word + %d char + 1 lexicon", feats.n_word, x.shape[1] - feats.n_word - 1)
     identity_columns = identity_feature_columns(feats) if args.identity_zeroing else None
     indicators = source_indicators(corpus.train.sources) if args.source_indicators else None
+    teacher_version = None
+    if args.teacher is not None:
+        teacher = TeacherScores.read(args.teacher)
+        teacher_version = teacher.model_version
+        taught = teacher.lookup(corpus.train.texts)
+        missing = int(np.isnan(taught).sum())
+        if missing:
+            raise SystemExit(f"{args.teacher} lacks {missing} training texts: score them again")
+        target = (1.0 - args.teacher_share) * y + args.teacher_share * taught
+        x, y, source_weight, indicators = soft_rows(x, target, source_weight, indicators)
+        log.info("distilling from %s (share %.2f)", teacher_version, args.teacher_share)
     log.info(
         "%d identity-only features held at zero weight",
         0 if identity_columns is None else len(identity_columns),
@@ -402,6 +444,13 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "files": corpus.files,
             "sources": corpus.counts(),
             "how": "per-row loss weight = the source's weight",
+            "teacher": None
+            if teacher_version is None
+            else {
+                "model_version": teacher_version,
+                "share": args.teacher_share,
+                "target": "(1 - share) * label + share * the teacher's probability",
+            },
             "weights": {s: overrides.get(s, SOURCE_BY_NAME[s].weight) for s in SOURCE_BY_NAME},
             "validation": "every source's val split: selection (mean per-source ROC-AUC, averaged "
             "with the held-out identity AUC), "

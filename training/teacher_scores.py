@@ -1,0 +1,120 @@
+"""Score the training corpus with a shipped model, so another model can be distilled from it.
+
+    python -m training.teacher_scores [--provider onnx] [--model models/onnx] --output FILE.npz
+
+Every distinct text of `load_corpus`'s training rows (as the trainers see them: templates, swaps,
+respelt copies, punctuation and style changes included) and of the validation splits is scored
+by the served provider, so the scores are exactly what that provider answers. The file maps the
+SHA-1 of each text to its probability and records the teacher's model version; `train_tfidf
+--teacher FILE` reads it. The run saves its progress every few thousand texts and resumes from
+the file, since scoring about 110,000 texts with the onnx model takes ten minutes or more on
+two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from training.corpus import load_corpus
+from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CHUNK = 4096  # texts scored between two saves
+
+log = logging.getLogger("teacher_scores")
+
+
+def text_key(text: str) -> bytes:
+    return hashlib.sha1(text.encode("utf-8")).digest()
+
+
+class TeacherScores:
+    """SHA-1 of a text -> the teacher's probability, with the teacher's model version."""
+
+    def __init__(self, scores: dict[bytes, float], model_version: str) -> None:
+        self.scores = scores
+        self.model_version = model_version
+
+    @classmethod
+    def read(cls, path: Path) -> TeacherScores:
+        with np.load(path, allow_pickle=False) as data:
+            keys = data["keys"]
+            probs = data["probs"]
+            version = str(data["model_version"])
+        return cls({bytes(k): float(p) for k, p in zip(keys, probs, strict=True)}, version)
+
+    def write(self, path: Path) -> None:
+        keys = np.asarray(list(self.scores), dtype="S20")
+        probs = np.asarray(list(self.scores.values()), dtype=np.float64)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, keys=keys, probs=probs, model_version=np.str_(self.model_version))
+        tmp.replace(path)
+
+    def lookup(self, texts: Iterable[str]) -> np.ndarray:
+        """The teacher's probability of each text; NaN where it has none."""
+        return np.asarray([self.scores.get(text_key(t), np.nan) for t in texts], dtype=np.float64)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.teacher_scores", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--provider", default="onnx")
+    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models" / "onnx")
+    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
+    parser.add_argument("--seed", type=int, default=20190101, help="the trainers' corpus seed")
+    parser.add_argument("--output", type=Path, required=True)
+    return parser.parse_args(argv)
+
+
+def run(args: argparse.Namespace) -> TeacherScores:
+    from training.evaluate import score
+    from training.evaluate_sources import make_scorer
+
+    provider, _ = make_scorer(args.provider, args.model)
+    scores = TeacherScores({}, provider.version)
+    if args.output.exists():
+        scores = TeacherScores.read(args.output)
+        if scores.model_version != provider.version:
+            raise SystemExit(
+                f"{args.output} holds scores of {scores.model_version}, not {provider.version}"
+            )
+        log.info("resuming: %d texts already scored", len(scores.scores))
+    corpus = load_corpus(args.data_dir, seed=args.seed)
+    todo: dict[bytes, str] = {}
+    for text in corpus.train.texts + corpus.val.texts:
+        key = text_key(text)
+        if key not in scores.scores:
+            todo.setdefault(key, text)
+    log.info("%d texts to score with %s", len(todo), provider.version)
+    items = list(todo.items())
+    for start in range(0, len(items), CHUNK):
+        chunk = items[start : start + CHUNK]
+        probs = score(provider, [t for _, t in chunk])
+        scores.scores.update({k: float(p) for (k, _), p in zip(chunk, probs, strict=True)})
+        scores.write(args.output)
+        log.info("%d / %d scored", min(start + CHUNK, len(items)), len(items))
+    return scores
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args = parse_args(argv)
+    try:
+        scores = run(args)
+    except DataFileMissing as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"{len(scores.scores)} texts scored by {scores.model_version}: {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
