@@ -48,10 +48,12 @@ class TeacherScores:
             keys = data["keys"]
             probs = data["probs"]
             version = str(data["model_version"])
-        return cls({bytes(k): float(p) for k, p in zip(keys, probs, strict=True)}, version)
+        return cls({k.tobytes(): float(p) for k, p in zip(keys, probs, strict=True)}, version)
 
     def write(self, path: Path) -> None:
-        keys = np.asarray(list(self.scores), dtype="S20")
+        # One row of 20 bytes per digest: numpy's fixed-width bytes type would drop a digest's
+        # trailing zero bytes.
+        keys = np.frombuffer(b"".join(self.scores), dtype=np.uint8).reshape(-1, 20)
         probs = np.asarray(list(self.scores.values()), dtype=np.float64)
         tmp = path.with_name(path.name + ".tmp.npz")
         np.savez(tmp, keys=keys, probs=probs, model_version=np.str_(self.model_version))

@@ -1,0 +1,125 @@
+"""Distilling a shipped model into the tfidf trainer (`training.teacher_scores`,
+`train_tfidf --teacher`) and the corpus rule for narrow negatives, on the committed fixtures."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from ml_prod_api.providers.tfidf import TfidfProvider
+from training import train_tfidf
+from training.augment import has_abuse
+from training.corpus import NARROW_NEGATIVES, load_corpus
+from training.teacher_scores import TeacherScores, text_key
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures" / "training"
+FAST = ["--grid-c", "2", "--char-min-df", "1", "--word-min-df", "1"]
+PROBE = "what a lovely sunny morning in the garden"
+
+
+def test_narrow_negatives_with_abuse_leave_training_only(tmp_path: Path) -> None:
+    """An EDOS 'not sexist' post that calls someone a moron says nothing about abuse: it is not
+    trained on as non-toxic, but validation keeps every row as the source labelled it."""
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURES, data)
+    path = data / "edos" / "edos.csv.gz"
+    with gzip.open(path, "rt", encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    fields = list(rows[0])
+    extra = [
+        {"text": "you are a total moron for posting this", "label": "0", "split": "train"},
+        {"text": "what a stupid fucking referee", "label": "0", "split": "val"},
+        {"text": "the referee had a poor game today", "label": "0", "split": "train"},
+    ]
+    with gzip.open(path, "wt", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields, restval="")
+        writer.writeheader()
+        writer.writerows(rows + extra)
+
+    kept = load_corpus(data, narrow_negatives_out=False)
+    dropped = load_corpus(data)
+    assert "you are a total moron for posting this" in {t.lower() for t in kept.train.texts}
+    narrow_abusive = [
+        t
+        for t, label, source in zip(
+            dropped.train.texts, dropped.train.labels, dropped.train.sources, strict=True
+        )
+        if source in NARROW_NEGATIVES and label == 0 and has_abuse(t)
+    ]
+    assert narrow_abusive == []
+    assert any("poor game" in t.lower() for t in dropped.train.texts), "benign rows stay"
+    assert "what a stupid fucking referee" in dropped.val.texts, "validation stays as labelled"
+
+
+def test_soft_rows_with_hard_targets_fit_the_same_model() -> None:
+    """A 0/1 target through `soft_rows` is the plain fit: each row once, with its own weight."""
+    rng = np.random.default_rng(0)
+    x = sp.random(200, 30, density=0.2, random_state=1, format="csr")
+    y = (rng.random(200) < 0.4).astype(np.int64)
+    weight = rng.uniform(0.5, 2.0, 200)
+    fit = train_tfidf.FitConfig(C=2.0)
+    plain = train_tfidf.fit_nblr(x, y, weight, fit, seed=3)
+    xs, ys, ws, _ = train_tfidf.soft_rows(x, y.astype(np.float64), weight)
+    soft = train_tfidf.fit_nblr(xs, ys, ws, fit, seed=3)
+    # liblinear visits the rows in another order, so the optimum agrees to its tolerance only.
+    assert np.allclose(plain[0], soft[0], atol=1e-3) and abs(plain[1] - soft[1]) < 1e-3
+
+
+def write_teacher(tmp_path: Path, toxic_word: str) -> Path:
+    """A teacher that calls every text with `toxic_word` toxic and every other text benign."""
+    corpus = load_corpus(FIXTURES)
+    texts = corpus.train.texts + corpus.val.texts
+    scores = {text_key(t): 0.95 if toxic_word in t.lower() else 0.05 for t in texts}
+    path = tmp_path / "teacher.npz"
+    TeacherScores(scores, "teacher-rule-1").write(path)
+    return path
+
+
+def probe(folder: Path) -> float:
+    provider = TfidfProvider(folder)
+    provider.load()
+    return provider.predict_batch([PROBE])[0].probability_toxic
+
+
+@pytest.mark.slow
+def test_the_student_follows_its_teacher(tmp_path: Path) -> None:
+    """A teacher that calls 'morning' toxic makes a student that scores a benign morning
+    sentence higher than the same trainer on labels alone; the metadata names the teacher."""
+    teacher = write_teacher(tmp_path, "morning")
+    base = ["--data-dir", str(FIXTURES), *FAST]
+    assert train_tfidf.main([*base, "--output", str(tmp_path / "labels")]) == 0
+    assert (
+        train_tfidf.main([*base, "--output", str(tmp_path / "taught"), "--teacher", str(teacher)])
+        == 0
+    )
+    assert probe(tmp_path / "taught") > probe(tmp_path / "labels") + 0.2
+    metadata = (tmp_path / "taught" / "metadata.json").read_text()
+    assert "teacher-rule-1" in metadata
+
+
+def test_a_teacher_file_missing_texts_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "partial.npz"
+    TeacherScores({text_key("only this"): 0.5}, "teacher-rule-1").write(path)
+    with pytest.raises(SystemExit, match="lacks"):
+        train_tfidf.main(
+            ["--data-dir", str(FIXTURES), *FAST, "--output", str(tmp_path / "m"),
+             "--teacher", str(path)]
+        )  # fmt: skip
+
+
+def test_teacher_scores_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "t.npz"
+    trailing_zero = b"\x07" * 19 + b"\x00"  # a digest numpy's bytes type would shorten
+    TeacherScores({text_key("a"): 0.25, text_key("b"): 0.75, trailing_zero: 0.5}, "v1").write(path)
+    read = TeacherScores.read(path)
+    assert read.model_version == "v1"
+    assert read.scores[trailing_zero] == 0.5
+    looked_up = read.lookup(["b", "a", "c"])
+    assert looked_up[:2].tolist() == [0.75, 0.25] and np.isnan(looked_up[2])
