@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed "
-                       "(scripts/install_test_services.sh)"),
+    pytest.mark.skipif(
+        shutil.which("wrk") is None, reason="wrk not installed (scripts/install_test_services.sh)"
+    ),
 ]
 
 
@@ -51,9 +52,23 @@ def test_quick_benchmark_against_the_stub(tmp_path: Path) -> None:
     marker = f"BENCH_SMOKE_RUN={uuid.uuid4().hex}"
     name, value = marker.split("=")
     proc = subprocess.run(
-        [sys.executable, "scripts/bench/run.py", "--quick", "--seconds", "1",
-         "--only", only, "--no-inprocess", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, name: value},
+        [
+            sys.executable,
+            "scripts/bench/run.py",
+            "--quick",
+            "--seconds",
+            "1",
+            "--only",
+            only,
+            "--no-inprocess",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, name: value},
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     # Nothing the benchmark started outlives it (it has only just returned: no waiting).

@@ -665,8 +665,17 @@ def test_container_builds_runs_non_root_and_drains(podman_available: None) -> No
 
 
 def stack_containers(project: str) -> list[str]:
-    result = run(["podman", "ps", "-a", "--filter", f"label=io.podman.compose.project={project}",
-                  "--format", "{{.Names}}"])
+    result = run(
+        [
+            "podman",
+            "ps",
+            "-a",
+            "--filter",
+            f"label=io.podman.compose.project={project}",
+            "--format",
+            "{{.Names}}",
+        ]
+    )
     return result.stdout.split()
 
 
@@ -680,24 +689,53 @@ def test_make_up_serves_and_make_down_removes_it(podman_available: None) -> None
         pytest.skip("podman info fails on this machine")
     project = f"mlpa-up-{os.getpid()}"
     ports = {name: str(free_port()) for name in ("API_PORT", "PROMETHEUS_PORT", "GRAFANA_PORT")}
-    env = {**os.environ, **ports, "COMPOSE_PROJECT_NAME": project,
-           "PODMAN_COMPOSE": tool("podman-compose")}
+    env = {
+        **os.environ,
+        **ports,
+        "COMPOSE_PROJECT_NAME": project,
+        "PODMAN_COMPOSE": tool("podman-compose"),
+    }
     clash = f"{project}-clash"
     try:
         up = run(["make", "up"], timeout=1500, cwd=ROOT, env=env)
         assert up.returncode == 0, up.stdout[-4000:] + up.stderr[-4000:]
         assert "[stack] up in" in up.stdout
         api = f"http://127.0.0.1:{ports['API_PORT']}"
-        predict = run(["curl", "-s", "-X", "POST", f"{api}/v1/predict", "-H",
-                       "Content-Type: application/json", "-d", '{"text":"you are awful"}'])
+        predict = run(
+            [
+                "curl",
+                "-s",
+                "-X",
+                "POST",
+                f"{api}/v1/predict",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+                '{"text":"you are awful"}',
+            ]
+        )
         assert json.loads(predict.stdout)["prediction"]["label"] == "toxic", predict.stdout
-        ready = run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
-                     f"http://127.0.0.1:{ports['PROMETHEUS_PORT']}/-/ready"])
+        ready = run(
+            [
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                f"http://127.0.0.1:{ports['PROMETHEUS_PORT']}/-/ready",
+            ]
+        )
         assert ready.stdout == "200"
 
         # A second stack on the same API port: a service cannot start, and the command says so.
-        taken = {**env, "COMPOSE_PROJECT_NAME": clash, "API_IMAGE": "localhost/ml-prod-api:latest",
-                 "PROMETHEUS_PORT": str(free_port()), "UP_TIMEOUT": "120"}
+        taken = {
+            **env,
+            "COMPOSE_PROJECT_NAME": clash,
+            "API_IMAGE": "localhost/ml-prod-api:latest",
+            "PROMETHEUS_PORT": str(free_port()),
+            "UP_TIMEOUT": "120",
+        }
         failed = run(["make", "up"], timeout=600, cwd=ROOT, env=taken)
         assert failed.returncode != 0, failed.stdout[-3000:]
         assert "[stack] FAILED" in failed.stderr, failed.stderr[-3000:]
@@ -707,5 +745,9 @@ def test_make_up_serves_and_make_down_removes_it(podman_available: None) -> None
         assert stack_containers(project) == []
     finally:
         for name in (clash, project):
-            run(["make", "down"], timeout=300, cwd=ROOT,
-                env={**env, "COMPOSE_PROJECT_NAME": name, "DOWN_VOLUMES": "1"})
+            run(
+                ["make", "down"],
+                timeout=300,
+                cwd=ROOT,
+                env={**env, "COMPOSE_PROJECT_NAME": name, "DOWN_VOLUMES": "1"},
+            )

@@ -52,7 +52,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoggedServer]:
 def test_slow_bodies_do_not_take_the_in_flight_slots(server: LoggedServer) -> None:
     head = (
         b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 100000\r\n\r\n{\"text\": \""
+        b'Content-Length: 100000\r\n\r\n{"text": "'
     )
     # One client's slow bodies, three times MAX_IN_FLIGHT_REQUESTS; another client's request.
     slow = [_connect(server, source="127.0.0.2") for _ in range(6)]
@@ -256,12 +256,12 @@ def _send_and_count(server: LoggedServer, status: int, raw: bytes, *, read: bool
 
 
 def test_a_client_that_leaves_mid_body_is_counted_as_499_not_500(server: LoggedServer) -> None:
-    _send_and_count(server, 499, b"Content-Length: 1000\r\n\r\n{\"text\": \"hel", read=False)
+    _send_and_count(server, 499, b'Content-Length: 1000\r\n\r\n{"text": "hel', read=False)
     assert not [r for r in server.log_records() if r.get("level") == "ERROR"]
 
 
 def test_a_malformed_chunked_body_is_answered_and_counted_as_400(server: LoggedServer) -> None:
-    raw = b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"tex\r\nzz-not-a-size\r\n"
+    raw = b'Transfer-Encoding: chunked\r\n\r\n5\r\n{"tex\r\nzz-not-a-size\r\n'
     answer = _send_and_count(server, 400, raw, read=True)
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 ")

@@ -14,8 +14,11 @@ JSON = {"Content-Type": "application/json"}
 
 CASES: dict[str, tuple[bytes, int, str | None]] = {
     # name: (body, expected status, expected error code)
-    "deeply nested arrays": (b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 422,
-                             "invalid_json"),
+    "deeply nested arrays": (
+        b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        422,
+        "invalid_json",
+    ),
     "deeply nested top level": (b"[" * 50_000 + b"]" * 50_000, 422, "invalid_json"),
     "huge integer": (b'{"text": 1' + b"0" * 100_000 + b"}", 422, "invalid_json"),
     "huge float": (b'{"text": 1e999999}', 422, "invalid_type"),
@@ -26,11 +29,17 @@ CASES: dict[str, tuple[bytes, int, str | None]] = {
     "lone surrogate": (b'{"text": "you \\ud800 idiot"}', 200, None),
     "very long single token": (b'{"text": "' + b"x" * 5000 + b'"}', 200, None),
     "right-to-left and zero-width": (
-        '{"text": "\u202eevil\u200b\u200d text \u2066 \ufeff"}'.encode(), 200, None),
+        '{"text": "\u202eevil\u200b\u200d text \u2066 \ufeff"}'.encode(),
+        200,
+        None,
+    ),
     "duplicate keys": (b'{"text": "a", "text": "b"}', 200, None),
     "byte-order mark": (b'\xef\xbb\xbf{"text": "hello"}', 200, None),
-    "10k-element batch": (b'{"texts": [' + b",".join([b'"a"'] * 10_000) + b"]}", 422,
-                          "batch_too_large"),
+    "10k-element batch": (
+        b'{"texts": [' + b",".join([b'"a"'] * 10_000) + b"]}",
+        422,
+        "batch_too_large",
+    ),
     "batch of objects": (b'{"texts": [{"text": "a"}]}', 422, "invalid_type"),
 }
 
@@ -79,8 +88,10 @@ def _raw_request(port: int, head: bytes, chunks: int, chunk: bytes) -> tuple[byt
 def test_a_1gb_declared_body_is_refused_before_it_is_read() -> None:
     with run_server() as server:
         server.wait_ready()
-        head = (b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b"Content-Length: 1000000000\r\n\r\n")
+        head = (
+            b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000000000\r\n\r\n"
+        )
         started = time.monotonic()
         answer, _ = _raw_request(server.port, head, 1, b'{"text": "')
         assert answer.startswith(b"HTTP/1.1 413")
@@ -93,8 +104,10 @@ def test_a_1gb_declared_body_is_refused_before_it_is_read() -> None:
 def test_a_chunked_body_without_length_is_cut_off_at_the_limit() -> None:
     with run_server(MAX_BODY_BYTES="100000") as server:
         server.wait_ready()
-        head = (b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                b"Transfer-Encoding: chunked\r\n\r\n")
+        head = (
+            b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n"
+        )
         chunk = b"%x\r\n%s\r\n" % (10_000, b"x" * 10_000)
         answer, sent = _raw_request(server.port, head, 10_000, chunk)  # up to 100 MB
         assert answer.startswith(b"HTTP/1.1 413"), answer[:200]

@@ -66,7 +66,10 @@ def test_openapi_documents_the_route_with_the_configured_limits() -> None:
     assert several["maxItems"] == 7
     result = spec["components"]["schemas"]["ModerationResult"]["properties"]
     assert set(result) == {
-        "flagged", "categories", "category_scores", "category_applied_input_types"
+        "flagged",
+        "categories",
+        "category_scores",
+        "category_applied_input_types",
     }
     example = route["responses"]["422"]["content"]["application/json"]["example"]
     assert example["error"]["code"] == "unknown_model"

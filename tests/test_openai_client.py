@@ -130,8 +130,16 @@ def test_a_list_answers_in_order_with_the_decisions_of_predict_batch(
         _assert_matches(result, prediction)
 
 
-@pytest.mark.parametrize("model", ["<version>", "tfidf", "omni-moderation-latest",
-                                   "text-moderation-latest", "text-moderation-stable"])
+@pytest.mark.parametrize(
+    "model",
+    [
+        "<version>",
+        "tfidf",
+        "omni-moderation-latest",
+        "text-moderation-latest",
+        "text-moderation-stable",
+    ],
+)
 def test_accepted_model_names_all_mean_the_served_model(
     open_server: LoggedServer, model: str
 ) -> None:
@@ -186,8 +194,9 @@ def _refused(call: Any, kind: type[openai.APIStatusError], code: str) -> openai.
 def test_over_the_input_limits_is_unprocessable(open_server: LoggedServer) -> None:
     client = _client(open_server, max_retries=0)
     moderate = client.moderations.create
-    err = _refused(lambda: moderate(input=["ok", "x" * 201]), UnprocessableEntityError,
-                   "text_too_long")
+    err = _refused(
+        lambda: moderate(input=["ok", "x" * 201]), UnprocessableEntityError, "text_too_long"
+    )
     assert "input[1]" in err.message and "200" in err.message
     err = _refused(lambda: moderate(input=["a"] * 5), UnprocessableEntityError, "batch_too_large")
     assert "limit is 4" in err.message
@@ -199,8 +208,9 @@ def test_over_the_input_limits_is_unprocessable(open_server: LoggedServer) -> No
         "unsupported_input",
     )
     assert "input[0]" in err.message
-    err = _refused(lambda: moderate(input="hi", model="gpt-4o"), UnprocessableEntityError,
-                   "unknown_model")
+    err = _refused(
+        lambda: moderate(input="hi", model="gpt-4o"), UnprocessableEntityError, "unknown_model"
+    )
     assert "omni-moderation-latest" in err.message and "gpt-4o" not in err.message
 
 
@@ -212,9 +222,7 @@ def test_keys_are_checked_on_the_bearer_header(guarded_server: LoggedServer) -> 
     # No key at all: the client always sends its key, so drop the header from this request.
     client = _client(guarded_server, MAIN_KEY, max_retries=0)
     err = _refused(
-        lambda: client.moderations.create(
-            input="hi", extra_headers={"Authorization": openai.omit}
-        ),
+        lambda: client.moderations.create(input="hi", extra_headers={"Authorization": openai.omit}),
         AuthenticationError,
         "unauthorized",
     )
@@ -223,8 +231,11 @@ def test_keys_are_checked_on_the_bearer_header(guarded_server: LoggedServer) -> 
 
 def test_a_model_error_is_an_internal_server_error(guarded_server: LoggedServer) -> None:
     client = _client(guarded_server, MAIN_KEY, max_retries=0)
-    _refused(lambda: client.moderations.create(input=["fine", "FAULT"]), InternalServerError,
-             "inference_error")
+    _refused(
+        lambda: client.moderations.create(input=["fine", "FAULT"]),
+        InternalServerError,
+        "inference_error",
+    )
 
 
 def test_the_clients_retries_wait_out_a_spent_rate_limit(guarded_server: LoggedServer) -> None:
@@ -240,8 +251,9 @@ def test_the_clients_retries_wait_out_a_spent_rate_limit(guarded_server: LoggedS
             # Spends the window (or finds it still spent from the previous round).
             with contextlib.suppress(RateLimitError):
                 once.moderations.create(input=["a", "b", "c"])
-            err = _refused(lambda: once.moderations.create(input="a"), RateLimitError,
-                           "rate_limited")
+            err = _refused(
+                lambda: once.moderations.create(input="a"), RateLimitError, "rate_limited"
+            )
             assert int(err.response.headers["retry-after"]) >= 1
             assert err.response.headers["x-ratelimit-limit"] == "3"
             seen.clear()

@@ -80,8 +80,11 @@ BODIES: list[tuple[str, type[BaseModel], bytes]] = [
     ("text: a reversed surrogate pair", PredictRequest, b'{"text": "\\ude00\\ud83d"}'),
     ("text: emoji and combining marks", PredictRequest, '{"text": "e\u0301 \U0001f600"}'.encode()),
     ("text: 100k characters", PredictRequest, b'{"text": "' + b"x" * 100_000 + b'"}'),
-    ("text: deeply nested object", PredictRequest, b'{"text": ' + b'{"a": ' * DEEP + b"1"
-     + b"}" * DEEP + b"}"),
+    (
+        "text: deeply nested object",
+        PredictRequest,
+        b'{"text": ' + b'{"a": ' * DEEP + b"1" + b"}" * DEEP + b"}",
+    ),
     # keys
     ("no text", PredictRequest, b'{"explain": true}'),
     ("Text capitalised", PredictRequest, b'{"Text": "a"}'),
@@ -92,8 +95,11 @@ BODIES: list[tuple[str, type[BaseModel], bytes]] = [
     ("an escaped key", PredictRequest, b'{"\\u0074ext": "a"}'),
     ("duplicate keys, the last wins", PredictRequest, b'{"text": 1, "text": "b"}'),
     ("duplicate keys, the last is bad", PredictRequest, b'{"text": "a", "text": 1}'),
-    ("many unknown keys", PredictRequest,
-     b"{" + b",".join(b'"k%d": %d' % (i, i) for i in range(5000)) + b', "text": "a"}'),
+    (
+        "many unknown keys",
+        PredictRequest,
+        b"{" + b",".join(b'"k%d": %d' % (i, i) for i in range(5000)) + b', "text": "a"}',
+    ),
     # explain
     ("explain: true", PredictRequest, b'{"text": "a", "explain": true}'),
     ("explain: false", PredictRequest, b'{"text": "a", "explain": false}'),
@@ -113,12 +119,17 @@ BODIES: list[tuple[str, type[BaseModel], bytes]] = [
     ("texts: a bool item", BatchPredictRequest, b'{"texts": [true]}'),
     ("texts: a nested list", BatchPredictRequest, b'{"texts": [["a"]]}'),
     ("texts: an empty item", BatchPredictRequest, b'{"texts": ["a", ""]}'),
-    ("texts: many bad items", BatchPredictRequest,
-     b'{"texts": [' + b",".join([b"1"] * 1000) + b"]}"),
-    ("texts: 100k items", BatchPredictRequest,
-     b'{"texts": [' + b",".join([b'"a"'] * 100_000) + b"]}"),
-    ("texts: deeply nested", BatchPredictRequest, b'{"texts": ' + b"[" * DEEP + b"]" * DEEP
-     + b"}"),
+    (
+        "texts: many bad items",
+        BatchPredictRequest,
+        b'{"texts": [' + b",".join([b"1"] * 1000) + b"]}",
+    ),
+    (
+        "texts: 100k items",
+        BatchPredictRequest,
+        b'{"texts": [' + b",".join([b'"a"'] * 100_000) + b"]}",
+    ),
+    ("texts: deeply nested", BatchPredictRequest, b'{"texts": ' + b"[" * DEEP + b"]" * DEEP + b"}"),
     ("texts and text", BatchPredictRequest, b'{"texts": ["a"], "text": "b"}'),
     ("texts and explain", BatchPredictRequest, b'{"texts": ["a"], "explain": true}'),
     ("text on the batch route", BatchPredictRequest, b'{"text": "a"}'),

@@ -90,7 +90,10 @@ def test_python_warnings_become_json_lines() -> None:
     )
     proc = subprocess.run(
         [sys.executable, "-W", "default", "-c", code],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0
     assert proc.stderr == ""
@@ -182,7 +185,8 @@ def test_sigterm_drains_without_losing_requests() -> None:
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_fail_fast_exits_non_zero_with_one_line_of_reason(workers: str) -> None:
     with run_server(
-        STUB_LOAD_ERROR="model file is truncated", STARTUP_FAIL_FAST="true",
+        STUB_LOAD_ERROR="model file is truncated",
+        STARTUP_FAIL_FAST="true",
         WEB_CONCURRENCY=workers,
     ) as server:
         code = server.proc.wait(60)

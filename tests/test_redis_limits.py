@@ -14,8 +14,9 @@ from tests.support.servers import free_port, redis_server
 REDIS = shutil.which("redis-server")
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(REDIS is None, reason="redis-server not installed "
-                       "(scripts/install_test_services.sh)"),
+    pytest.mark.skipif(
+        REDIS is None, reason="redis-server not installed (scripts/install_test_services.sh)"
+    ),
 ]
 
 
@@ -32,9 +33,12 @@ def test_two_instances_share_one_budget(tmp_path: Path) -> None:
 
 
 def test_fail_open_when_redis_dies_then_limits_resume(tmp_path: Path) -> None:
-    with redis_server(tmp_path) as redis, running_client(
-        rate_limit="3/minute", rate_limit_storage_uri=redis.uri, rate_limit_fail_open=True
-    ) as c:
+    with (
+        redis_server(tmp_path) as redis,
+        running_client(
+            rate_limit="3/minute", rate_limit_storage_uri=redis.uri, rate_limit_fail_open=True
+        ) as c,
+    ):
         # Two of three units: a caller refused as spent would stay refused from this process's
         # memory until its window resets, Redis or not (test_security).
         for _ in range(2):
@@ -59,9 +63,12 @@ def test_fail_open_when_redis_dies_then_limits_resume(tmp_path: Path) -> None:
 
 
 def test_fail_closed_when_redis_dies(tmp_path: Path) -> None:
-    with redis_server(tmp_path) as redis, running_client(
-        rate_limit="100/minute", rate_limit_storage_uri=redis.uri, rate_limit_fail_open=False
-    ) as c:
+    with (
+        redis_server(tmp_path) as redis,
+        running_client(
+            rate_limit="100/minute", rate_limit_storage_uri=redis.uri, rate_limit_fail_open=False
+        ) as c,
+    ):
         assert c.post("/v1/predict", json={"text": "x"}).status_code == 200
         redis.kill()
         r = c.post("/v1/predict", json={"text": "x"})
@@ -78,8 +85,9 @@ def test_fail_closed_when_redis_dies(tmp_path: Path) -> None:
 
 def test_unreachable_redis_at_start_follows_the_setting() -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    with running_client(rate_limit="5/minute", rate_limit_storage_uri=dead,
-                        rate_limit_fail_open=False) as c:
+    with running_client(
+        rate_limit="5/minute", rate_limit_storage_uri=dead, rate_limit_fail_open=False
+    ) as c:
         assert c.post("/v1/predict", json={"text": "x"}).status_code == 503
     with running_client(rate_limit="5/minute", rate_limit_storage_uri=dead) as c:
         assert c.post("/v1/predict", json={"text": "x"}).status_code == 200

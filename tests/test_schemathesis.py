@@ -43,7 +43,9 @@ def server() -> Iterator[ServerProcess]:
     max_examples=MAX_EXAMPLES,
     deadline=None,
     suppress_health_check=[
-        HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.function_scoped_fixture,
     ],
 )
 def test_api_conforms_to_its_schema(case: schemathesis.Case, server: ServerProcess) -> None:

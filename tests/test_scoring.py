@@ -133,7 +133,12 @@ def test_jsonl_ids_keep_their_json_types(tmp_path: Path) -> None:
     csv_out = tmp_path / "out.csv"
     assert run([str(source), "-o", str(csv_out)]) == 0
     assert [r["id"] for r in read_csv(csv_out)] == [
-        "7", "7", "7.5", "null", "true", '{"shard": 2, "row": 9}'
+        "7",
+        "7",
+        "7.5",
+        "null",
+        "true",
+        '{"shard": 2, "row": 9}',
     ]
 
 

@@ -37,8 +37,11 @@ def test_missing_and_wrong_key_get_the_same_401() -> None:
             c.post("/v1/predict", json={"text": "hi"}, headers={"X-API-Key": "nope"})
         )
         bad_bearer = _unauthorized(
-            c.post("/v1/predict_batch", json={"texts": ["hi"]},
-                   headers={"Authorization": "Bearer alice-secret-"})
+            c.post(
+                "/v1/predict_batch",
+                json={"texts": ["hi"]},
+                headers={"Authorization": "Bearer alice-secret-"},
+            )
         )
     for body in (wrong, bad_bearer):
         assert {k: v for k, v in body.items() if k != "request_id"} == {
@@ -84,8 +87,11 @@ def test_key_never_logged_and_caller_name_is(caplog: pytest.LogCaptureFixture) -
     dumped = [json.dumps(r.__dict__, default=str) for r in caplog.records]
     for secret in ("alice-secret-1", "bob-secret-2", "guess-secret-3"):
         assert not any(secret in line for line in dumped)
-    callers = [r.__dict__.get("caller") for r in caplog.records if r.name == "ml_prod_api.access"
-               and r.__dict__.get("route") == "/v1/predict"]
+    callers = [
+        r.__dict__.get("caller")
+        for r in caplog.records
+        if r.name == "ml_prod_api.access" and r.__dict__.get("route") == "/v1/predict"
+    ]
     assert callers[0] == "alice"
     assert callers[1].startswith("key-")  # unnamed key: a digest prefix
     assert callers[2] is None  # refused: no caller, and the route template is still known
@@ -116,6 +122,7 @@ def test_missing_key_file_is_a_startup_error(tmp_path: Path) -> None:
 
 
 # --- rate limits ----------------------------------------------------------------------------
+
 
 def _limited(r: Any, remaining: int = 0) -> None:
     assert r.status_code == 429
@@ -186,12 +193,16 @@ def test_forwarded_for_honoured_from_trusted_proxies(caplog: pytest.LogCaptureFi
             assert c.post("/v1/predict", json={"text": "x"}, headers=fwd).status_code == 200
         again = {"X-Forwarded-For": "198.51.100.0"}
         _limited(c.post("/v1/predict", json={"text": "x"}, headers=again))
-    clients = {r.__dict__.get("client") for r in caplog.records if r.name == "ml_prod_api.access"
-               and r.__dict__.get("route") == "/v1/predict"}
+    clients = {
+        r.__dict__.get("client")
+        for r in caplog.records
+        if r.name == "ml_prod_api.access" and r.__dict__.get("route") == "/v1/predict"
+    }
     assert clients == {"198.51.100.0", "198.51.100.1", "198.51.100.2"}
 
 
 # --- CORS and headers -------------------------------------------------------------------------
+
 
 def test_no_cors_by_default(client: TestClient) -> None:
     r = client.post("/v1/predict", json={"text": "hi"}, headers={"Origin": "https://evil.example"})
@@ -200,17 +211,27 @@ def test_no_cors_by_default(client: TestClient) -> None:
 
 def test_cors_for_listed_origins_and_preflight_without_key() -> None:
     with running_client(cors_allow_origins="https://app.example", api_keys=KEYS) as c:
-        pre = c.options("/v1/predict", headers={
-            "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "content-type,x-api-key"})
+        pre = c.options(
+            "/v1/predict",
+            headers={
+                "Origin": "https://app.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type,x-api-key",
+            },
+        )
         assert pre.status_code == 200
         assert pre.headers["access-control-allow-origin"] == "https://app.example"
-        r = c.post("/v1/predict", json={"text": "hi"},
-                   headers={"Origin": "https://app.example", "X-API-Key": "bob-secret-2"})
+        r = c.post(
+            "/v1/predict",
+            json={"text": "hi"},
+            headers={"Origin": "https://app.example", "X-API-Key": "bob-secret-2"},
+        )
         assert r.headers["access-control-allow-origin"] == "https://app.example"
         assert "x-request-id" in r.headers["access-control-expose-headers"].lower()
-        other = c.options("/v1/predict", headers={
-            "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+        other = c.options(
+            "/v1/predict",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        )
         assert other.status_code == 400
 
 
@@ -220,8 +241,11 @@ def test_cors_wildcard_with_credentials_is_refused() -> None:
 
 
 def test_security_headers(client: TestClient) -> None:
-    for r in (client.post("/v1/predict", json={"text": "hi"}), client.get("/nope"),
-              client.get("/healthz")):
+    for r in (
+        client.post("/v1/predict", json={"text": "hi"}),
+        client.get("/nope"),
+        client.get("/healthz"),
+    ):
         assert r.headers["x-content-type-options"] == "nosniff"
         assert r.headers["referrer-policy"] == "no-referrer"
         assert "default-src 'none'" in r.headers["content-security-policy"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from ml_prod_api.providers.lexicon import ABUSIVE_WORDS, COMMON_WORDS, VOCABULARY
 from ml_prod_api.providers.tfidf import normalize
-from ml_prod_api.providers.tfidf.lexicon import ABUSIVE_WORDS, COMMON_WORDS, VOCABULARY
 
 
 @pytest.mark.parametrize(

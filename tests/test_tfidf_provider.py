@@ -90,7 +90,7 @@ def test_explanation_names_the_lexicon_feature(provider: TfidfProvider) -> None:
 
 def test_lexicon_is_stored_in_the_artifact(provider: TfidfProvider) -> None:
     # A later edit of the package lexicon must not change a shipped model's scores.
-    from ml_prod_api.providers.tfidf.lexicon import ABUSIVE_WORDS
+    from ml_prod_api.providers.lexicon import ABUSIVE_WORDS
 
     assert provider.model.lexicon == frozenset(ABUSIVE_WORDS)
     assert provider.model.coef_lexicon > 0
@@ -195,9 +195,20 @@ def test_fast_scorer_equals_scikit_learn_transform(provider: TfidfProvider) -> N
     model = provider.model
     assert model.fast is not None
     texts = [
-        "you are awful", "have a lovely day", "", "   ", "a", "é", "x" * 5000,
-        "f*ck you i.d.i.o.t", "s t u p i d people", "🙂🙂 great game 🙂", "\u200bzero\u200bwidth",
-        "RT @someone: this is trash lol http://t.co/abc", "the the the the the", "Ünïcödé wörds",
+        "you are awful",
+        "have a lovely day",
+        "",
+        "   ",
+        "a",
+        "é",
+        "x" * 5000,
+        "f*ck you i.d.i.o.t",
+        "s t u p i d people",
+        "🙂🙂 great game 🙂",
+        "\u200bzero\u200bwidth",
+        "RT @someone: this is trash lol http://t.co/abc",
+        "the the the the the",
+        "Ünïcödé wörds",
     ] + [f"sentence number {i} with some words like loser and friend" for i in range(40)]
     normalized = [normalize(t) for t in texts]
     reference = model.logits(normalized)

@@ -131,7 +131,8 @@ def test_long_text_scores_its_most_toxic_window(checkpoint: Path) -> None:
     windows = p.preprocess([LONG])
     assert len(windows.ids) > 5  # split, not truncated
     per_window = p.postprocess(
-        p.forward(windows), Windows(windows.ids, list(range(len(windows.ids)))),
+        p.forward(windows),
+        Windows(windows.ids, list(range(len(windows.ids)))),
         len(windows.ids),
     )
     expected = max(s.probability_toxic for s in per_window)
@@ -172,13 +173,14 @@ def test_onnx_provider_through_the_app(onnx_dir: Path) -> None:
 
 def test_onnx_model_instances_serve_the_same_scores(onnx_dir: Path) -> None:
     expected = [s.probability_toxic for s in _onnx(onnx_dir).predict_batch(TEXTS[:5])]
-    with running_client(
-        model_provider="onnx", model_path=onnx_dir, window_stride=4, model_instances=2
-    ) as c, ThreadPoolExecutor(4) as pool:
+    with (
+        running_client(
+            model_provider="onnx", model_path=onnx_dir, window_stride=4, model_instances=2
+        ) as c,
+        ThreadPoolExecutor(4) as pool,
+    ):
         assert c.get("/readyz").status_code == 200
-        answers = list(
-            pool.map(lambda t: c.post("/v1/predict", json={"text": t}), TEXTS[:5] * 4)
-        )
+        answers = list(pool.map(lambda t: c.post("/v1/predict", json={"text": t}), TEXTS[:5] * 4))
     assert [r.status_code for r in answers] == [200] * 20
     got = [r.json()["prediction"]["probability_toxic"] for r in answers]
     assert got == pytest.approx(expected * 4, abs=1e-6)
@@ -193,6 +195,7 @@ def test_onnx_sessions_share_the_cores_between_instances() -> None:
 
 
 # --- bad artifacts ---------------------------------------------------------------------------
+
 
 def test_missing_folder(tmp_path: Path) -> None:
     for cls in (TransformerProvider, OnnxProvider):
@@ -279,3 +282,43 @@ def test_a_lone_surrogate_is_scored_like_a_replacement_character(
         texts = ["hello \ud800 you idiot", "hello \ufffd you idiot"]
         lone, replaced = provider.predict_batch(texts)
         assert lone.probability_toxic == pytest.approx(replaced.probability_toxic, abs=1e-6)
+
+
+def _with_metadata(source: Path, target: Path, **extra: object) -> Path:
+    """A copy of a model folder whose metadata.json has `extra` added."""
+    import json
+    import shutil
+
+    shutil.copytree(source, target)
+    path = target / "metadata.json"
+    metadata = json.loads(path.read_text()) if path.exists() else {}
+    path.write_text(json.dumps(metadata | extra))
+    return target
+
+
+def test_input_normalization_named_by_the_artifact_or_the_setting(
+    checkpoint: Path, onnx_dir: Path, tmp_path: Path
+) -> None:
+    """An artifact that says `"input_normalization": "deobfuscate"` scores a respelt insult as
+    its plain spelling; INPUT_NORMALIZATION=none turns it off; a folder that says nothing gets
+    none."""
+    respelt, plain = "you are an 1d10t and a f.u.c.k.e.r", "you are an idiot and a fucker"
+    for build, folder in ((_transformer, checkpoint), (_onnx, onnx_dir)):
+        marked = _with_metadata(
+            folder, tmp_path / f"{folder.name}-norm", input_normalization="deobfuscate"
+        )
+        provider = build(marked)
+        assert provider.input_normalization == "deobfuscate"
+        a, b = provider.predict_batch([respelt, plain])
+        assert a.probability_toxic == pytest.approx(b.probability_toxic, abs=1e-6)
+
+        off = build(marked, input_normalization="none")
+        a, b = off.predict_batch([respelt, plain])
+        assert a.probability_toxic != pytest.approx(b.probability_toxic, abs=1e-6)
+        assert build(folder).input_normalization == "none"
+
+
+def test_unknown_input_normalization_fails_the_load(checkpoint: Path, tmp_path: Path) -> None:
+    marked = _with_metadata(checkpoint, tmp_path / "odd", input_normalization="stem")
+    with pytest.raises(ModelLoadError, match="input_normalization 'stem' is not one of"):
+        TransformerProvider(marked, stride=4).load()

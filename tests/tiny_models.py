@@ -13,9 +13,33 @@ import warnings
 from pathlib import Path
 
 WORDS = [
-    "you", "are", "awful", "idiot", "stupid", "have", "a", "nice", "day", "hate", "the", "this",
-    "is", "and", "i", "love", "great", "weather", "people", "all", "of", "them", "what",
-    "morning", "thanks", "for", "help",
+    "you",
+    "are",
+    "awful",
+    "idiot",
+    "stupid",
+    "have",
+    "a",
+    "nice",
+    "day",
+    "hate",
+    "the",
+    "this",
+    "is",
+    "and",
+    "i",
+    "love",
+    "great",
+    "weather",
+    "people",
+    "all",
+    "of",
+    "them",
+    "what",
+    "morning",
+    "thanks",
+    "for",
+    "help",
 ]
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 JIGSAW_LABELS = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]

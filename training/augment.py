@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ml_prod_api.providers.tfidf.lexicon import ABUSIVE_WORDS
+from ml_prod_api.providers.lexicon import ABUSIVE_WORDS
 from training.identity import (
     ADJECTIVE_PATTERN,
     ALL_ADJECTIVES,

@@ -47,7 +47,7 @@ from training.evaluate_transformer import (
     evaluate_scorer,
     read_json,
 )
-from training.train_transformer import FP32_CHECKPOINT
+from training.train_transformer import FP32_CHECKPOINT, with_input_normalization
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -441,6 +441,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
 
     int8_sha = sha256_file(int8)
+    served = with_input_normalization(trained)
     family = trained["model_version"].split("-")[1] if "-" in trained["model_version"] else "enc"
     metadata: dict[str, Any] = {
         "model_version": f"onnx-{family}-{int8_sha[:12]}",
@@ -459,7 +460,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "problem_type": "single_label_classification",
         "output": "logits [batch, 2]; probability_toxic = softmax(logits)[:, 1] (calibrated)",
         "label_mapping": trained["label_mapping"],
-        "preprocessing": trained["preprocessing"],
+        "input_normalization": served["input_normalization"],
+        "preprocessing": served["preprocessing"],
         "tokenizer": tokenizer_info,
         "onnx": onnx_signature(int8)
         | {"opset": args.opset, "fused_operators": fused, "quantisation": quantisation},

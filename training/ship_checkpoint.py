@@ -23,7 +23,7 @@ import numpy as np
 
 from training.data_sources import DEFAULT_DATA_DIR, read_tweeteval, sha256_file
 from training.evaluate_transformer import TorchScorer
-from training.train_transformer import FP32_CHECKPOINT
+from training.train_transformer import FP32_CHECKPOINT, with_input_normalization
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +50,9 @@ def ship(checkpoint: Path, output: Path, check_texts: list[str]) -> dict[str, An
     weights = output / WEIGHTS
     weights.chmod(0o644)
     digest = sha256_file(weights)
-    metadata = json.loads((checkpoint / METADATA).read_text(encoding="utf-8"))
+    metadata = with_input_normalization(
+        json.loads((checkpoint / METADATA).read_text(encoding="utf-8"))
+    )
     reference = TorchScorer(checkpoint).predict_proba(check_texts)
     stored = TorchScorer(output).predict_proba(check_texts)
     threshold = float(metadata["threshold"])

@@ -10,7 +10,7 @@ model, by `evaluate_sources.py`):
 2. Normalise every text with `ml_prod_api.providers.tfidf.normalize` (the function serving uses).
 3. Word 1-2-gram and character 2-5-gram (within word boundaries) TF-IDF, sublinear tf, plus one
    lexicon feature: `scale * log(1 + n)` for the n words of the text found in
-   `ml_prod_api.providers.tfidf.lexicon.ABUSIVE_WORDS` (it pools rare abusive words the n-grams
+   `ml_prod_api.providers.lexicon.ABUSIVE_WORDS` (it pools rare abusive words the n-grams
    see too seldom).
 4. Identity-only features (an identity word as a unigram, and character n-grams inside one) are
    held at zero weight, so naming a group cannot by itself move the score.
@@ -48,6 +48,7 @@ import sklearn
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
+from ml_prod_api.providers.lexicon import ABUSIVE_WORDS
 from ml_prod_api.providers.tfidf import (
     ARTIFACT_FILE,
     METADATA_FILE,
@@ -55,7 +56,6 @@ from ml_prod_api.providers.tfidf import (
     lexicon_hits,
     normalize,
 )
-from ml_prod_api.providers.tfidf.lexicon import ABUSIVE_WORDS
 from training.corpus import SOURCE_BY_NAME, SOURCES, load_corpus
 from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing, sha256_file
 from training.identity import ALL_ADJECTIVES, ALL_GROUPS, IDENTITY_NOUNS
@@ -481,7 +481,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         },
         "grid": [asdict(fit) | {"selection_score": round(score, 5)} for fit, score, _ in results],
         "selection": selection,
-        "normalisation": "ml_prod_api.providers.tfidf.textnorm.normalize",
+        "normalisation": "ml_prod_api.providers.textnorm.normalize",
         "metrics": {},
     }
     write_metadata(args.output, metadata)

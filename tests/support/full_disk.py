@@ -17,7 +17,14 @@ from pathlib import Path
 
 def serve_argv() -> list[str]:
     return [
-        sys.executable, "-m", "ml_prod_api.cli", "serve", "--host", "127.0.0.1", "--port", "{port}",
+        sys.executable,
+        "-m",
+        "ml_prod_api.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
     ]
 
 
@@ -27,7 +34,9 @@ def user_namespaces_work() -> bool:
         return False
     probe = subprocess.run(
         [unshare, "--user", "--map-root-user", "--mount", "true"],
-        capture_output=True, timeout=10, check=False,
+        capture_output=True,
+        timeout=10,
+        check=False,
     )
     return probe.returncode == 0
 
@@ -42,7 +51,15 @@ def full_tmpfs_argv(directory: Path) -> list[str]:
     )
     unshare = shutil.which("unshare") or "unshare"
     return [
-        unshare, "--user", "--map-root-user", "--mount", "sh", "-c", script, "sh", str(directory),
+        unshare,
+        "--user",
+        "--map-root-user",
+        "--mount",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        str(directory),
         *serve_argv(),
     ]
 

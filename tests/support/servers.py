@@ -139,7 +139,11 @@ def start_logged_server(
         cmd = [c.replace("{port}", str(port)) for c in argv]
     with log_path.open("a") as log:  # the child keeps its own copy of the descriptor
         proc = subprocess.Popen(
-            cmd, cwd=ROOT, env=server_env(**settings), stdout=log, stderr=subprocess.STDOUT,
+            cmd,
+            cwd=ROOT,
+            env=server_env(**settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
             text=True,
         )
     return LoggedServer(proc, port, log_path)
@@ -190,9 +194,21 @@ class RedisServer:
         binary = shutil.which("redis-server")
         assert binary is not None, "redis-server not installed (scripts/install_test_services.sh)"
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

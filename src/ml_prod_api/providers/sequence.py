@@ -17,7 +17,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 from pydantic import Field
@@ -25,6 +25,7 @@ from pydantic import Field
 from ml_prod_api.errors import ModelLoadError, WorkAbandoned
 from ml_prod_api.providers.artifact_files import ArtifactSettings, read_json, sha256_file
 from ml_prod_api.providers.base import Provider, Score
+from ml_prod_api.providers.textnorm import normalize
 
 CONFIG_FILE = "config.json"
 METADATA_FILE = "metadata.json"
@@ -32,6 +33,15 @@ DEFAULT_MAX_LENGTH = 128
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # Label names taken to mean "toxic" when TOXIC_LABEL is not set, in order of preference.
 TOXIC_NAMES = ("toxic", "toxicity", "offensive", "off", "abusive", "hate", "label_1")
+# How a text is prepared before it is tokenised, named by the artifact's metadata.json
+# ("input_normalization") or the INPUT_NORMALIZATION setting. "deobfuscate" is the tfidf model's
+# `normalize` (respellings, masks, spaced letters, homoglyphs undone): a WordPiece tokenizer cuts
+# `f.u.c.k` or `sh1t` into pieces the model seldom saw in training.
+InputNormalization = Literal["none", "deobfuscate"]
+INPUT_NORMALIZATIONS: dict[str, Callable[[str], str] | None] = {
+    "none": None,
+    "deobfuscate": normalize,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +246,7 @@ class ClassifierOptions(TypedDict):
     stride: int
     forward_batch_size: int
     version: str | None
+    input_normalization: InputNormalization | None
 
 
 class SequenceSettings(ArtifactSettings):
@@ -251,6 +262,11 @@ class SequenceSettings(ArtifactSettings):
         default=32, ge=0, le=4096, description="Tokens shared by neighbouring windows."
     )
     forward_batch_size: int = Field(default=32, ge=1, le=4096)
+    input_normalization: InputNormalization | None = Field(
+        default=None,
+        description="How texts are prepared before tokenising: none or deobfuscate; unset: as "
+        "the artifact's metadata.json says (none if it says nothing).",
+    )
 
     def classifier_options(self) -> ClassifierOptions:
         return ClassifierOptions(
@@ -259,6 +275,7 @@ class SequenceSettings(ArtifactSettings):
             stride=self.window_stride,
             forward_batch_size=self.forward_batch_size,
             version=self.model_version,
+            input_normalization=self.input_normalization,
         )
 
 
@@ -281,8 +298,12 @@ class WindowedClassifier(Provider):
         stride: int = 32,
         forward_batch_size: int = 32,
         version: str | None = None,
+        input_normalization: InputNormalization | None = None,
     ) -> None:
         self.path = path
+        self._normalization_setting = input_normalization
+        self.input_normalization = "none"
+        self._prepare: Callable[[str], str] | None = None
         self._toxic_label = toxic_label
         self._max_length_setting = max_length
         self.stride = stride
@@ -335,7 +356,15 @@ class WindowedClassifier(Provider):
                 f"WINDOW_STRIDE={self.stride} must be smaller than the window "
                 f"({self.max_length} tokens) minus 2"
             )
+        normalization = self._normalization_setting or metadata.get("input_normalization", "none")
+        if normalization not in INPUT_NORMALIZATIONS:
+            raise ModelLoadError(
+                f"{self.path / METADATA_FILE}: input_normalization {normalization!r} is not one "
+                f"of {', '.join(INPUT_NORMALIZATIONS)}"
+            )
         self.load_backend()
+        self.input_normalization = normalization
+        self._prepare = INPUT_NORMALIZATIONS[normalization]
         self._threshold = metadata.get("threshold")
         self._version = (
             self._version_override
@@ -344,8 +373,10 @@ class WindowedClassifier(Provider):
         )
 
     def preprocess(self, texts: Sequence[str]) -> Windows:
+        prepare = self._prepare
+        ready = [encodable(text) for text in texts]
         return Windows.build(
-            self.token_ids([encodable(text) for text in texts]),
+            self.token_ids([prepare(text) for text in ready] if prepare else ready),
             self.max_length,
             self.stride,
             self.cls_id,

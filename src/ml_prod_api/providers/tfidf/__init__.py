@@ -2,11 +2,14 @@
 
 - `provider.py`: `TfidfProvider`, scoring and exact explanations, and `TfidfSettings`;
 - `model.py`: `LinearTextModel`, the artifact format and its checked loading;
-- `fast.py`: the exact, faster scorer the model serves with;
-- `textnorm.py`: `normalize`, the one text normalisation of training and serving;
-- `lexicon.py`: the word lists behind normalisation and the lexicon feature.
+- `fast.py`: the exact, faster scorer the model serves with.
+
+The text normalisation (`ml_prod_api.providers.textnorm.normalize`) and its word lists
+(`ml_prod_api.providers.lexicon`) live beside the providers, since the sequence classifiers use
+them too; `normalize` is re-exported here, where training has always found it.
 """
 
+from ml_prod_api.providers.textnorm import normalize
 from ml_prod_api.providers.tfidf.model import (
     ARTIFACT_FILE,
     ARTIFACT_FORMAT,
@@ -16,7 +19,6 @@ from ml_prod_api.providers.tfidf.model import (
     load_artifact,
 )
 from ml_prod_api.providers.tfidf.provider import LEXICON_FEATURE, TfidfProvider, TfidfSettings
-from ml_prod_api.providers.tfidf.textnorm import normalize
 
 __all__ = [
     "ARTIFACT_FILE",

@@ -35,8 +35,8 @@ from sklearn.exceptions import InconsistentVersionWarning
 
 from ml_prod_api.errors import ModelLoadError
 from ml_prod_api.providers.artifact_files import read_json, sha256_file
+from ml_prod_api.providers.textnorm import normalize
 from ml_prod_api.providers.tfidf.fast import FastLinearScorer, supports
-from ml_prod_api.providers.tfidf.textnorm import normalize
 
 if TYPE_CHECKING:
     from scipy.sparse import csr_matrix

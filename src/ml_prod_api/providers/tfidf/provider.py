@@ -15,8 +15,8 @@ import numpy as np
 
 from ml_prod_api.providers.artifact_files import ArtifactSettings
 from ml_prod_api.providers.base import Contribution, Provider, Score
+from ml_prod_api.providers.textnorm import normalize
 from ml_prod_api.providers.tfidf.model import LinearTextModel, lexicon_hits, load_artifact
-from ml_prod_api.providers.tfidf.textnorm import normalize
 
 CHAR_PREFIX = "char:"
 LEXICON_FEATURE = "lexicon:abusive_words"

@@ -2,7 +2,10 @@
 
 `normalize` is the one function that turns raw text into what the TF-IDF model sees. Training
 calls it before fitting and the `tfidf` provider calls it before scoring, so the two cannot drift
-apart. It undoes the cheap tricks people use to get abuse past a filter:
+apart. The sequence classifiers (`transformer`, `onnx`) run it too when their artifact's metadata
+says `"input_normalization": "deobfuscate"` (`sequence.py`): a tokenizer splits `f.u.c.k` or
+`sh1t` into pieces the model rarely saw. It undoes the cheap tricks people use to get abuse past a
+filter:
 
 - Unicode compatibility forms (NFKC: full-width and "mathematical bold" letters become ASCII),
 - invisible characters (zero-width spaces and joiners, soft hyphens) and combining accents,
@@ -25,7 +28,7 @@ import html
 import re
 import unicodedata
 
-from ml_prod_api.providers.tfidf.lexicon import ABUSIVE_WORDS, VOCABULARY
+from ml_prod_api.providers.lexicon import ABUSIVE_WORDS, VOCABULARY
 
 __all__ = ["normalize"]
 
