@@ -87,6 +87,7 @@ def test_redacted_hides_secrets() -> None:
     [
         ("stub", "STUB_DELAY_MS", "soon", "valid number"),
         ("onnx", "WINDOW_STRIDE", "-1", "greater than or equal to 0"),
+        ("onnx", "INPUT_NORMALIZATION", "stem", "'none' or 'deobfuscate'"),
         ("transformer", "MAX_SEQ_LENGTH", "4", "greater than or equal to 8"),
         ("onnx", "ONNX_INTRA_OP_THREADS", "many", "valid integer"),
         ("transformer", "TORCH_THREADS", "999", "less than or equal to 256"),
