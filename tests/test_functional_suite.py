@@ -57,7 +57,7 @@ FLOORS: dict[str, dict[str, float]] = {
         "profanity aimed at a person": 0.70,
         "profanity not aimed at anyone": 0.95,
         "insult of an individual, no profanity": 0.60,
-        "obfuscated abuse": 0.45,
+        "obfuscated abuse": 0.65,
         "abuse of objects, not people": 0.95,
     },
 }
