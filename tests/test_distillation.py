@@ -43,8 +43,8 @@ def test_narrow_negatives_with_abuse_leave_training_only(tmp_path: Path) -> None
         writer.writeheader()
         writer.writerows(rows + extra)
 
-    kept = load_corpus(data, narrow_negatives_out=False)
-    dropped = load_corpus(data)
+    kept = load_corpus(data)
+    dropped = load_corpus(data, narrow_negatives_out=True)
     assert "you are a total moron for posting this" in {t.lower() for t in kept.train.texts}
     narrow_abusive = [
         t

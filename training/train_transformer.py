@@ -156,6 +156,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         value = getattr(defaults, name)
         parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
     parser.add_argument(
+        "--narrow-negatives-out",
+        action="store_true",
+        help="leave out the EDOS / Stormfront / mlma_en negatives that carry abuse "
+        "(corpus.NARROW_NEGATIVES; tried, not the shipped recipe)",
+    )
+    parser.add_argument(
         "--train-word-embeddings",
         action="store_true",
         help="also fine-tune the word embeddings (slower; frozen by default)",
@@ -598,7 +604,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         freeze_word_embeddings=not args.train_word_embeddings,
     )
     set_determinism(cfg.seed, cfg.threads)
-    corpus: Corpus = load_corpus(args.data_dir, seed=cfg.seed, limit=args.limit)
+    corpus: Corpus = load_corpus(
+        args.data_dir,
+        seed=cfg.seed,
+        limit=args.limit,
+        narrow_negatives_out=args.narrow_negatives_out,
+    )
     for source, row in corpus.counts().items():
         log.info("%-20s %s", source, row)
     tokenizer, model = load_base(cfg.base)
@@ -700,6 +711,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "source weighted equally); held-out benign identity sentences of the project's own "
             f"writing ({len(id_texts)}, training/identity_validation.py): checkpoint and threshold",
             "limit": args.limit or None,
+            "narrow_negatives_out": args.narrow_negatives_out,
         },
         "hyperparameters": asdict(cfg)
         | {
