@@ -495,3 +495,13 @@ def test_shipped_int8_model_scores_known_sentences_without_torch() -> None:
     assert answer["torch"] is False
     flagged = [p >= answer["threshold"] for p in answer["proba"]]
     assert flagged == list(KNOWN.values())
+
+
+def test_training_on_served_text_prepares_texts_as_serving_does() -> None:
+    """`--train-on-served-text` feeds the trainer what the served provider would tokenise."""
+    from ml_prod_api.providers.textnorm import normalize
+
+    texts = ["you are an 1d10t", "f.u.c.k off", "have a nice day"]
+    served = train_transformer.served_text(texts)
+    assert served == [normalize(t) for t in texts]
+    assert served[0] != texts[0] and "idiot" in served[0]

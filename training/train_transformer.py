@@ -99,6 +99,14 @@ SERVING_PREPROCESSING = (
 )
 
 
+def served_text(texts: list[str]) -> list[str]:
+    """`texts` as the served providers prepare them (`INPUT_NORMALIZATION`)."""
+    from ml_prod_api.providers.sequence import INPUT_NORMALIZATIONS
+
+    prepare = INPUT_NORMALIZATIONS[INPUT_NORMALIZATION]
+    return [prepare(t) for t in texts] if prepare else list(texts)
+
+
 def with_input_normalization(metadata: dict[str, Any]) -> dict[str, Any]:
     """`metadata` of a checkpoint, with the serving normalisation recorded if it was trained
     before the key existed (the exports and the fp16 copy read it from here)."""
@@ -160,6 +168,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="leave out the EDOS / Stormfront / mlma_en negatives that carry abuse "
         "(corpus.NARROW_NEGATIVES; tried, not the shipped recipe)",
+    )
+    parser.add_argument(
+        "--train-on-served-text",
+        action="store_true",
+        help="normalise training, validation and identity texts as serving does "
+        "(input_normalization deobfuscate); tried, not the shipped recipe",
     )
     parser.add_argument(
         "--train-word-embeddings",
@@ -621,10 +635,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     )
     if cfg.freeze_word_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
-    train = encode(tokenizer, corpus.train.texts, corpus.train.labels, cfg.max_length)
-    val = encode(tokenizer, corpus.val.texts, corpus.val.labels, cfg.max_length)
     id_texts, id_terms = identity_sentences()
-    identity = encode(tokenizer, id_texts, [0] * len(id_texts), cfg.max_length)
+    # Trained as served: every text goes through the serving normalisation first, so the model
+    # never meets a respelling in training that serving would have undone.
+    seen = served_text if args.train_on_served_text else list
+    train = encode(tokenizer, seen(corpus.train.texts), corpus.train.labels, cfg.max_length)
+    val = encode(tokenizer, seen(corpus.val.texts), corpus.val.labels, cfg.max_length)
+    identity = encode(tokenizer, seen(id_texts), [0] * len(id_texts), cfg.max_length)
     truncated = sum(len(x) >= cfg.max_length for x in train.ids) / len(train)
     log.info("tokenised; %.2f%% of training texts truncated at %d", 100 * truncated, cfg.max_length)
 
@@ -712,6 +729,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"writing ({len(id_texts)}, training/identity_validation.py): checkpoint and threshold",
             "limit": args.limit or None,
             "narrow_negatives_out": args.narrow_negatives_out,
+            "train_on_served_text": args.train_on_served_text,
         },
         "hyperparameters": asdict(cfg)
         | {
