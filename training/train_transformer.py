@@ -173,7 +173,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--train-on-served-text",
         action="store_true",
         help="normalise training, validation and identity texts as serving does "
-        "(input_normalization deobfuscate); tried, not the shipped recipe",
+        "(input_normalization deobfuscate); not the shipped recipe",
     )
     parser.add_argument(
         "--train-word-embeddings",
