@@ -14,18 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-
-def serve_argv() -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "ml_prod_api.cli",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "{port}",
-    ]
+from tests.support.servers import serve_argv
 
 
 def user_namespaces_work() -> bool:

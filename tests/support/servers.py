@@ -56,24 +56,24 @@ def server_env(**settings: str) -> dict[str, str]:
     return env
 
 
+def serve_argv() -> list[str]:
+    """`ml-prod-api serve` on a loopback port; `{port}` is filled in by `run_server`."""
+    return [
+        sys.executable,
+        "-m",
+        "ml_prod_api.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+    ]
+
+
 @contextmanager
 def run_server(argv: Sequence[str] | None = None, **settings: str) -> Iterator[ServerProcess]:
     port = free_port()
-    cmd = (
-        list(argv)
-        if argv
-        else [
-            sys.executable,
-            "-m",
-            "ml_prod_api.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ]
-    )
-    cmd = [c.replace("{port}", str(port)) for c in cmd]
+    cmd = [c.replace("{port}", str(port)) for c in (argv or serve_argv())]
     proc = subprocess.Popen(
         cmd,
         cwd=ROOT,
