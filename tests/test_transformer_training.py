@@ -14,6 +14,7 @@ import json
 import string
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -505,3 +506,94 @@ def test_training_on_served_text_prepares_texts_as_serving_does() -> None:
     served = train_transformer.served_text(texts)
     assert served == [normalize(t) for t in texts]
     assert served[0] != texts[0] and "idiot" in served[0]
+
+
+def test_derived_rows_keep_the_source_they_were_made_from() -> None:
+    from training.corpus import load_corpus
+
+    train = load_corpus(FIXTURE_DATA).train
+    derived = {"counterfactual", "obfuscated"}
+    origin_of = dict(zip(train.texts, train.origins, strict=False))
+    made = [(s, o) for s, o in zip(train.sources, train.origins, strict=True) if s in derived]
+    assert {s for s, _ in made} == derived
+    assert all(o not in derived | {"templates"} for _, o in made)
+    plain = [(s, o) for s, o in zip(train.sources, train.origins, strict=True) if s not in derived]
+    assert all(s == o for s, o in plain)
+    assert origin_of  # the corpus is not empty
+
+
+def test_source_offsets_move_only_their_own_rows_toxic_logit() -> None:
+    torch = pytest.importorskip("torch")
+    offsets = train_transformer.SourceOffsets(["edos", "templates", "hatexplain", "edos"])
+    assert offsets.names == ["edos", "hatexplain"]  # the templates are the fixed reference
+    offsets.values.data = torch.tensor([1.5, -2.0])
+    shifted = offsets.apply(torch.zeros(4, 2), np.array([0, 1, 2, 3]))
+    assert shifted.tolist() == [[0.0, 1.5], [0.0, 0.0], [0.0, -2.0], [0.0, 1.5]]
+    assert offsets.as_dict() == {"edos": 1.5, "hatexplain": -2.0}
+
+
+@needs_torch
+def test_source_offsets_absorb_a_base_rate_the_text_cannot_explain(tmp_path: Path) -> None:
+    """The same sentences are toxic in one source and benign in another: only the offsets can
+    tell them apart, so they learn it, and a resumed run starts from the saved offsets."""
+    base = make_checkpoint(tmp_path / "tiny", "bert")
+    tokenizer, model = train_transformer.load_base(str(base))
+    texts = ["what a great day", "go home and love this", "the day is so great"] * 4
+    origins = ["davidson"] * 6 + ["stormfront"] * 6
+    labels = [1] * 6 + [0] * 6
+    train = train_transformer.encode(tokenizer, texts, labels, 16)
+    # per_source_auc scores a source from 100 validation rows.
+    val = train_transformer.encode(
+        tokenizer, ["you are an idiot", "a great day"] * 50, [1, 0] * 50, 16
+    )
+    cfg = train_transformer.TrainConfig(
+        base=str(base),
+        batch_size=4,
+        epochs=30,
+        eval_every=10,
+        patience=99,
+        threads=1,
+        learning_rate=1e-5,
+        offset_learning_rate=0.05,
+        source_offsets=True,
+        seed=1,
+    )
+    state = tmp_path / "state"
+    train_transformer.train_model(
+        model,
+        tokenizer,
+        train,
+        origins,
+        val,
+        ["tweeteval_offensive"] * 100,
+        cfg,
+        state,
+        progress=False,
+        train_origins=origins,
+    )
+    saved = torch_load(state / "state.pt")
+    learned = dict(zip(["davidson", "stormfront"], saved["offsets"].tolist(), strict=True))
+    assert learned["davidson"] - learned["stormfront"] > 1.0
+
+    again = replace(cfg, epochs=31)  # one more epoch from the saved state
+    _, history, _ = train_transformer.train_model(
+        model,
+        tokenizer,
+        train,
+        origins,
+        val,
+        ["tweeteval_offensive"] * 100,
+        again,
+        state,
+        progress=False,
+        train_origins=origins,
+    )
+    after = history[-1]["source_offsets"]
+    # Three more steps at 0.05 could not learn it again from zero: the saved offsets were read.
+    assert after["davidson"] - after["stormfront"] > 1.0
+
+
+def torch_load(path: Path) -> Any:
+    import torch
+
+    return torch.load(path, weights_only=False)

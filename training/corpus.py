@@ -171,11 +171,15 @@ class Split:
     texts: list[str] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    # The source a derived row (an identity swap, a respelt copy) was made from; the row's own
+    # source otherwise.
+    origins: list[str] = field(default_factory=list)
 
-    def add(self, text: str, label: int, source: str) -> None:
+    def add(self, text: str, label: int, source: str, origin: str | None = None) -> None:
         self.texts.append(text)
         self.labels.append(label)
         self.sources.append(source)
+        self.origins.append(origin or source)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -281,12 +285,12 @@ def load_corpus(
         if ANY_PATTERN.search(train.texts[i]):
             swapped = swap_identities(train.texts[i], rng)
             if swapped is not None:
-                train.add(swapped, train.labels[i], "counterfactual")
+                train.add(swapped, train.labels[i], "counterfactual", train.origins[i])
     for i in range(n_original):
         if _hash_unit(train.texts[i] + "obfuscate") < obfuscated_share:
             respelt = obfuscated_copy(train.texts[i], rng)
             if respelt is not None:
-                train.add(respelt, train.labels[i], "obfuscated")
+                train.add(respelt, train.labels[i], "obfuscated", train.origins[i])
     for row in template_rows(seed):
         train.add(toggle_final_punctuation(row.text, punctuation_share), row.label, "templates")
     return Corpus(train=train, val=val, test=test, files=files)

@@ -21,6 +21,12 @@ threshold use every source's validation split; test splits are not read here
 - Resumable: the training state is saved every `--checkpoint-every` steps and the best model at
   every improvement; the same command started again resumes, and `--finalize-only` writes the
   best model saved so far.
+- `--source-offsets` (an option): during training only, every source adds a learned offset to
+  the toxic logit of its rows (derived rows share their original's), so a source's base rate
+  (HateXplain 60% toxic, mlma_en 88%, Stormfront 11%) is absorbed by its offset instead of by
+  whatever words or style mark that source. The project's own templates are the reference
+  (offset 0), and the saved model is scored without offsets, as it is served. The transformer's
+  counterpart of the tfidf model's source-indicator columns.
 - Calibration: Platt scaling of the logit difference on the validation splits (each source
   weighted equally), folded into the classifier layer, so the checkpoint's own softmax is
   calibrated and serving needs nothing extra. The threshold is the one with the best macro-F1.
@@ -135,6 +141,10 @@ class TrainConfig:
     # words seen rarely in training keep their pre-trained meaning.
     freeze_word_embeddings: bool = True
     megabatch: int = 50  # batches per length-sorted group
+    source_offsets: bool = False
+    # Scalars learning a base rate: at the encoder's rate (6e-5) they would move about 0.3 in a
+    # whole run, and the encoder would learn the source cues first.
+    offset_learning_rate: float = 5e-3
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -174,6 +184,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="normalise training, validation and identity texts as serving does "
         "(input_normalization deobfuscate); not the shipped recipe",
+    )
+    parser.add_argument(
+        "--source-offsets",
+        action="store_true",
+        help="learn a logit offset per source during training only (absorbs base rates; "
+        "not the shipped recipe)",
     )
     parser.add_argument(
         "--train-word-embeddings",
@@ -344,7 +360,7 @@ def load_base(base: str) -> tuple[Any, Any]:
     return tokenizer, model
 
 
-def make_optimizer(model: Any, cfg: TrainConfig) -> Any:
+def make_optimizer(model: Any, cfg: TrainConfig, offsets: SourceOffsets | None = None) -> Any:
     import torch
 
     decay, no_decay = [], []
@@ -352,13 +368,47 @@ def make_optimizer(model: Any, cfg: TrainConfig) -> Any:
         if not param.requires_grad:
             continue
         (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
-    return torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=cfg.learning_rate,
-    )
+    groups: list[dict[str, Any]] = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if offsets is not None:
+        groups.append(
+            {"params": [offsets.values], "weight_decay": 0.0, "lr": cfg.offset_learning_rate}
+        )
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate)
+
+
+REFERENCE_ORIGIN = "templates"
+
+
+class SourceOffsets:
+    """A learned offset on the toxic logit per source of origin, used in training only.
+
+    Rows of `REFERENCE_ORIGIN` (the project's own templates, labelled by this service's
+    definition) get none, which pins the served model's scale to them; every other origin gets
+    one learned scalar. Derived rows (identity swaps, respelt copies) take their original's
+    origin, so a swap is never told its identity term moved its source.
+    """
+
+    def __init__(self, origins: Sequence[str]) -> None:
+        import torch
+
+        self.names = sorted(set(origins) - {REFERENCE_ORIGIN})
+        position = {name: i for i, name in enumerate(self.names)}
+        reference = len(self.names)  # the fixed zero appended in `for_rows`
+        self.row_index = torch.tensor([position.get(o, reference) for o in origins])
+        self.values = torch.nn.Parameter(torch.zeros(len(self.names)))
+
+    def apply(self, logits: Any, rows: np.ndarray) -> Any:
+        import torch
+
+        padded = torch.cat([self.values, self.values.new_zeros(1)])
+        shift = padded[self.row_index[torch.from_numpy(rows)]]
+        return logits + torch.stack([torch.zeros_like(shift), shift], dim=1)
+
+    def as_dict(self) -> dict[str, float]:
+        return {name: round(float(v), 4) for name, v in zip(self.names, self.values, strict=True)}
 
 
 def linear_schedule(optimizer: Any, warmup: int, total: int) -> Any:
@@ -416,7 +466,12 @@ class TrainState:
 
 
 def save_checkpoint(
-    folder: Path, model: Any, optimizer: Any, schedule: Any, state: TrainState
+    folder: Path,
+    model: Any,
+    optimizer: Any,
+    schedule: Any,
+    state: TrainState,
+    offsets: SourceOffsets | None = None,
 ) -> None:
     """Write the training state atomically (a killed run leaves the previous one intact)."""
     import torch
@@ -429,6 +484,7 @@ def save_checkpoint(
             "optimizer": optimizer.state_dict(),
             "schedule": schedule.state_dict(),
             "state": asdict(state),
+            "offsets": None if offsets is None else offsets.values.detach().clone(),
         },
         tmp,
     )
@@ -456,6 +512,7 @@ def train_model(
     checkpoint_every: int = 200,
     progress: bool = True,
     identity: tuple[Encoded, Sequence[str]] | None = None,
+    train_origins: Sequence[str] | None = None,
 ) -> tuple[Any, list[dict[str, Any]], dict[str, Any]]:
     """Fine-tune with early stopping on the validation score; resumable.
 
@@ -464,6 +521,8 @@ def train_model(
     sentences and their terms) is given. State is saved every `checkpoint_every` steps and the
     best model at every improvement; a run started again with the same arguments resumes where it
     stopped (the batch order is replayed from the seed, so a resumed run sees the same batches).
+    With `cfg.source_offsets`, `train_origins` (each training row's source of origin) gives
+    every row its source's offset (`SourceOffsets`); validation is scored without them.
     """
     import torch
     from tqdm import tqdm
@@ -473,7 +532,12 @@ def train_model(
     steps_per_epoch = math.ceil(rows_per_epoch / cfg.batch_size)
     total = max(1, round(steps_per_epoch * cfg.epochs))
     eval_steps = max(1, round(steps_per_epoch * cfg.eval_every))
-    optimizer = make_optimizer(model, cfg)
+    offsets = None
+    if cfg.source_offsets:
+        if train_origins is None:
+            raise ValueError("source offsets need each training row's origin")
+        offsets = SourceOffsets(train_origins)
+    optimizer = make_optimizer(model, cfg, offsets)
     schedule = linear_schedule(optimizer, round(total * cfg.warmup_fraction), total)
     loss_fn = torch.nn.CrossEntropyLoss()
     pad_id = tokenizer.pad_token_id
@@ -486,6 +550,8 @@ def train_model(
         optimizer.load_state_dict(blob["optimizer"])
         schedule.load_state_dict(blob["schedule"])
         state = TrainState(**blob["state"])
+        if offsets is not None:
+            offsets.values.data.copy_(blob["offsets"])
         log.info("resumed from %s at step %d of %d", saved, state.step, total)
     history = state.history if state.history is not None else []
     stream = batch_stream(train, train_sources, cfg, rng)
@@ -507,6 +573,8 @@ def train_model(
         epoch, rows = next(stream)
         batch = collate([train.ids[i] for i in rows], pad_id)
         logits = model(**batch).logits
+        if offsets is not None:
+            logits = offsets.apply(logits, rows)
         loss = loss_fn(logits, torch.from_numpy(train.labels[rows]))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -544,6 +612,8 @@ def train_model(
                 "val_roc_auc": {k: round(v, 4) for k, v in aucs.items()},
                 "minutes": round((time.perf_counter() - started) / 60, 2),
             }
+            if offsets is not None:
+                record["source_offsets"] = offsets.as_dict()
             history.append(record)
             tqdm.write(f"eval {json.dumps(record)}")
             if score > state.best_score:
@@ -555,7 +625,7 @@ def train_model(
         if step % checkpoint_every == 0 or step == total:
             state.history = history
             state.seconds = time.perf_counter() - started
-            save_checkpoint(checkpoints, model, optimizer, schedule, state)
+            save_checkpoint(checkpoints, model, optimizer, schedule, state, offsets)
         if state.stale >= cfg.patience:
             stop_reason = f"early stop: {state.stale} evaluations without a better val score"
             break
@@ -565,7 +635,7 @@ def train_model(
     bar.close()
     state.history = history
     state.seconds = time.perf_counter() - started
-    save_checkpoint(checkpoints, model, optimizer, schedule, state)
+    save_checkpoint(checkpoints, model, optimizer, schedule, state, offsets)
     summary = training_summary(state, total, steps_per_epoch, stop_reason)
     return load_best(model, checkpoints), history, summary
 
@@ -616,6 +686,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         seed=args.seed,
         threads=args.threads,
         freeze_word_embeddings=not args.train_word_embeddings,
+        source_offsets=args.source_offsets,
     )
     set_determinism(cfg.seed, cfg.threads)
     corpus: Corpus = load_corpus(
@@ -667,6 +738,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             checkpoint_every=args.checkpoint_every,
             progress=not args.no_progress,
             identity=(identity, id_terms),
+            train_origins=corpus.train.origins,
         )
 
     # Calibration and threshold on the pooled validation splits, each source weighted equally,
