@@ -74,6 +74,37 @@ def test_too_few_texts_inside_the_band_keep_the_stage_2_scores() -> None:
     assert band.stage2_map(scores, scores.stage1 > 2.0) == (1.0, 0.0)
 
 
+def test_short_texts_get_a_band_of_their_own_when_stage_1_is_surer_of_them() -> None:
+    """Stage 1 is nearly as good as stage 2 on short texts and noisy on long ones: the pair of
+    bands meets the budget and sends fewer texts to stage 2 than any single band can."""
+    rng = np.random.default_rng(5)
+    n = 1200
+    y = rng.integers(0, 2, n)
+    words = rng.choice([5, 40], n)
+    stage2 = np.clip(0.15 + 0.7 * y + rng.normal(0, 0.15, n), 0.01, 0.99)
+    noise = np.where(words <= 8, 0.02, 0.2)
+    stage1 = np.clip(0.5 + 0.6 * (stage2 - 0.5) + rng.normal(0, 1, n) * noise, 0.001, 0.999)
+    sources = ["tweeteval_offensive"] * (n // 2) + ["edos"] * (n - n // 2)
+    scores = band.ValScores(stage1, stage2, y, sources, words)
+    budget = 0.005
+    single, _ = band.select(scores, budget, step=0.05)
+    paired, _ = band.select(scores, budget, step=0.05, short_text_cuts=(8, 20))
+    assert single["short"] is None
+    assert paired["short"] is not None
+    cut, (low, high) = paired["short"]
+    assert cut in (8, 20)
+    assert high - low < paired["high"] - paired["low"]  # a narrower band for the sure texts
+    assert paired["share"] < single["share"]
+    combined, inside, _, _ = band.combine(scores, paired["low"], paired["high"], paired["short"])
+    assert scores.share(inside) == pytest.approx(paired["share"])
+    for mask in scores.masks.values():
+        onnx = roc_auc_score(scores.labels[mask], scores.stage2[mask])
+        assert roc_auc_score(scores.labels[mask], combined[mask]) >= onnx - budget - 1e-12
+    # Without word counts there is no short band to choose.
+    with pytest.raises(ValueError, match="word counts"):
+        band.in_bands(band.ValScores(stage1, stage2, y, sources), (0.0, 1.0), (8, (0.0, 1.0)))
+
+
 @pytest.mark.slow
 def test_the_script_writes_a_band_the_provider_serves(tmp_path: Path) -> None:
     out = tmp_path / "cascade"

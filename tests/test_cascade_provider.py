@@ -202,6 +202,33 @@ def test_the_band_from_settings_overrides_the_metadata(
         assert got.probability_toxic == pytest.approx(MAP(want.probability_toxic), abs=1e-5)
 
 
+def test_short_texts_use_their_own_band_and_a_band_in_settings_holds_for_all(
+    tmp_path: Path, tfidf: TfidfProvider, onnx: OnnxProvider, first_scores: list[float]
+) -> None:
+    """Texts of at most `max_words` words go by `short_texts`' band, the longer ones by `band`:
+    here a band of [1, 1] (no tfidf score reaches 1) for short texts and [0, 1] for long ones,
+    so the stage that answers is the text length's."""
+    max_words = 7
+    assert max(first_scores) < 1.0
+    short_band = {"max_words": max_words, "low": 1.0, "high": 1.0}
+    provider = build(write_metadata(tmp_path, tfidf, onnx, (0.0, 1.0), short_texts=short_band))
+    short = [len(t.split()) <= max_words for t in TEXTS]
+    assert 0 < sum(short) < len(TEXTS)
+    stages = [s.stage for s in provider.predict_batch(TEXTS)]
+    assert stages == ["tfidf" if is_short else "onnx" for is_short in short]
+    explained = [provider.explain(t)[0].feature == STAGE2_FEATURE for t in TEXTS]
+    assert explained == [not is_short for is_short in short]
+    # The pair decides the answers, so it is part of the version.
+    single = build(write_metadata(tmp_path / "single", tfidf, onnx, (0.0, 1.0)))
+    assert provider.version != single.version
+    # A band set in settings holds for every text.
+    everything = build(tmp_path, cascade_band_low=0.0, cascade_band_high=1.0)
+    assert {s.stage for s in everything.predict_batch(TEXTS)} == {"onnx"}
+    bad = {**short_band, "max_words": 0}
+    with pytest.raises(ModelLoadError, match="max_words >= 1"):
+        build(write_metadata(tmp_path / "bad", tfidf, onnx, (0.0, 1.0), short_texts=bad))
+
+
 @pytest.mark.parametrize(
     ("env", "needle"),
     [

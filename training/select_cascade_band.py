@@ -19,6 +19,13 @@ onnx's own. The cascade's threshold is then chosen on its combined validation sc
 both models use (best macro-F1, sources weighted equally), since neither stage's threshold
 applies to the mix.
 
+Short texts may get a band of their own. How sure tfidf can be depends on how much text it has:
+a tweet of eight words and a forum post of sixty are not scored alike. So once the single band is
+chosen, for each candidate word-count cut (`--short-text-cuts`) the band of texts of at most that
+many words and the band of the longer ones are chosen again, one at a time from the single band
+(two rounds, same grid, same budget); the cheapest pair that meets the budget is kept when it
+sends fewer texts to stage 2 than the single band, and written as `short_texts`.
+
 Scores come from the very stage providers the cascade serves with (`CascadeSettings`), loaded
 once each. Writes `metadata.json` (band, map, threshold, the stages' model versions, and the
 figures the band was chosen on) into the output folder.
@@ -34,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 
 from training.corpus import EVALUATED_SOURCES, load_corpus
@@ -45,6 +53,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_BUDGET = 0.005
 # Candidate band ends: these quantiles of the validation tfidf scores, plus 0 and 1.
 GRID_STEP = 0.02
+# Word-count cuts tried for a band of short texts of their own.
+SHORT_TEXT_CUTS = (8, 12, 16, 24)
 # Also recorded: the cheapest band at other budgets, to show what the budget costs.
 TRADE_OFF_BUDGETS = (0.0025, 0.005, 0.01, 0.02, 0.03, 0.05)
 _EPS = 1e-7
@@ -57,7 +67,7 @@ def logit(p: np.ndarray) -> np.ndarray:
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
-    out: np.ndarray = 1.0 / (1.0 + np.exp(-x))
+    out: np.ndarray = expit(x)  # no overflow for the large margins of a near-separable band
     return out
 
 
@@ -65,9 +75,16 @@ class ValScores:
     """Both stages' validation scores, labels and sources."""
 
     def __init__(
-        self, stage1: np.ndarray, stage2: np.ndarray, labels: np.ndarray, sources: Sequence[str]
+        self,
+        stage1: np.ndarray,
+        stage2: np.ndarray,
+        labels: np.ndarray,
+        sources: Sequence[str],
+        words: np.ndarray | None = None,
     ) -> None:
         self.stage1 = stage1
+        # Whitespace-separated words of each text, as the provider counts them.
+        self.words = words
         self.stage2 = stage2
         self.labels = labels
         self.sources = np.asarray(sources)
@@ -117,11 +134,32 @@ def stage2_map(scores: ValScores, inside: np.ndarray) -> tuple[float, float]:
     return (a, b) if 0 < a < 100 and np.isfinite(b) else (1.0, 0.0)
 
 
+# (max_words, (low, high)): the band of texts of at most max_words words.
+ShortBand = tuple[int, tuple[float, float]]
+
+
+def word_counts(texts: Sequence[str]) -> np.ndarray:
+    return np.asarray([len(t.split()) for t in texts])
+
+
+def in_bands(scores: ValScores, band: tuple[float, float], short: ShortBand | None) -> np.ndarray:
+    """Which texts reach stage 2: `short` = (max_words, (low, high)) for the short texts."""
+    p = scores.stage1
+    inside: np.ndarray = (p >= band[0]) & (p <= band[1])
+    if short is not None:
+        if scores.words is None:
+            raise ValueError("a band for short texts needs the texts' word counts")
+        max_words, (low, high) = short
+        is_short = scores.words <= max_words
+        inside = np.where(is_short, (p >= low) & (p <= high), inside)
+    return inside
+
+
 def combine(
-    scores: ValScores, low: float, high: float
+    scores: ValScores, low: float, high: float, short: ShortBand | None = None
 ) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """The cascade's scores for one band: (scores, inside, a, b)."""
-    inside = (scores.stage1 >= low) & (scores.stage1 <= high)
+    """The cascade's scores for one band (and a band of short texts): (scores, inside, a, b)."""
+    inside = in_bands(scores, (low, high), short)
     a, b = stage2_map(scores, inside)
     combined = scores.stage1.copy()
     combined[inside] = sigmoid(a * logit(scores.stage2[inside]) + b)
@@ -163,9 +201,62 @@ def cheapest(rows: list[dict[str, Any]], budget: float) -> dict[str, Any] | None
     return min(feasible, key=lambda r: (r["share"], r["high"] - r["low"]))
 
 
+def worst_gap(scores: ValScores, combined: np.ndarray, reference: dict[str, float]) -> float:
+    auc = scores.auc(combined)
+    return max(reference[s] - auc[s] for s in scores.names)
+
+
+def select_short_band(
+    scores: ValScores,
+    chosen: dict[str, Any],
+    budget: float,
+    cuts: Sequence[int],
+    step: float = GRID_STEP,
+    rounds: int = 2,
+) -> dict[str, Any]:
+    """`chosen` with a band of short texts of its own (`short`) when one meets the budget for
+    fewer texts at stage 2; `chosen` itself (`short` None) otherwise. For each cut the two bands
+    are chosen in turn, each the cheapest on the grid with the other held (coordinate descent
+    from the single band, so a pair is never dearer than it)."""
+    reference = scores.auc(scores.stage2)
+    bands = candidate_bands(scores.stage1, step)
+    best = {**chosen, "short": None}
+    for cut in cuts:
+        long_band = short_band = (chosen["low"], chosen["high"])
+        for _ in range(rounds):
+            for part in ("short", "long"):
+                # The candidates in order of their cost: the first that meets the budget is the
+                # cheapest, and the costly part (the AUCs) is computed for few of them.
+                trials = []
+                for candidate in bands:
+                    s_band = candidate if part == "short" else short_band
+                    l_band = candidate if part == "long" else long_band
+                    share = scores.share(in_bands(scores, l_band, (cut, s_band)))
+                    trials.append((share, candidate, s_band, l_band))
+                trials.sort(key=lambda t: (t[0], t[1][1] - t[1][0]))
+                for _, _, s_band, l_band in trials:
+                    combined, _, _, _ = combine(scores, *l_band, short=(cut, s_band))
+                    if worst_gap(scores, combined, reference) <= budget:
+                        break  # the band held before is on the grid and meets it
+                short_band, long_band = s_band, l_band
+        combined, inside, a, b = combine(scores, *long_band, short=(cut, short_band))
+        share = scores.share(inside)
+        if share < best["share"] - 1e-9:
+            best = {
+                "low": long_band[0],
+                "high": long_band[1],
+                "short": (cut, short_band),
+                "share": share,
+                "worst_gap": worst_gap(scores, combined, reference),
+                "a": a,
+                "b": b,
+            }
+    return best
+
+
 def report(scores: ValScores, chosen: dict[str, Any]) -> dict[str, Any]:
     """The figures the band was chosen on, per source and pooled."""
-    combined, inside, _, _ = combine(scores, chosen["low"], chosen["high"])
+    combined, inside, _, _ = combine(scores, chosen["low"], chosen["high"], chosen.get("short"))
     per_source = {}
     auc1, auc2, auc_c = scores.auc(scores.stage1), scores.auc(scores.stage2), scores.auc(combined)
     for s, m in scores.masks.items():
@@ -205,16 +296,23 @@ def stage_scores(data_dir: Path, models_dir: Path) -> tuple[ValScores, dict[str,
     val = corpus.val
     p1 = score(cascade.stage1, val.texts, batch=256)
     p2 = score(cascade.stage2, val.texts)
-    return ValScores(p1, p2, np.asarray(val.labels), val.sources), corpus.files, cascade
+    scores = ValScores(p1, p2, np.asarray(val.labels), val.sources, word_counts(val.texts))
+    return scores, corpus.files, cascade
 
 
 def select(
-    scores: ValScores, budget: float, step: float = GRID_STEP
+    scores: ValScores,
+    budget: float,
+    step: float = GRID_STEP,
+    short_text_cuts: Sequence[int] = (),
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     rows = evaluate_bands(scores, candidate_bands(scores.stage1, step))
     chosen = cheapest(rows, budget)
     if chosen is None:  # cannot happen: the band [0, 1] is onnx alone, a gap of 0
         raise RuntimeError("no band meets the budget")
+    chosen = {**chosen, "short": None}
+    if short_text_cuts:
+        chosen = select_short_band(scores, chosen, budget, short_text_cuts, step)
     return chosen, rows
 
 
@@ -226,8 +324,9 @@ def metadata(
     stages: dict[str, dict[str, Any]],
     files: dict[str, str],
     step: float = GRID_STEP,
+    short_text_cuts: Sequence[int] = (),
 ) -> dict[str, Any]:
-    combined, _, _, _ = combine(scores, chosen["low"], chosen["high"])
+    combined, _, _, _ = combine(scores, chosen["low"], chosen["high"], chosen.get("short"))
     threshold = choose_threshold(combined, scores.labels, scores.weights)
     trade_off = {}
     for b in TRADE_OFF_BUDGETS:
@@ -237,11 +336,13 @@ def metadata(
                 "band": [best["low"], best["high"]],
                 "share_stage2": round(best["share"], 4),
             }
-    return {
+    short = chosen.get("short")
+    out: dict[str, Any] = {
         "provider": "cascade",
         "stages": stages,
         "band": {"low": chosen["low"], "high": chosen["high"]},
-        "band_rule": "a text goes to stage 2 when low <= p_tfidf <= high",
+        "band_rule": "a text goes to stage 2 when low <= p_tfidf <= high"
+        + ("; texts of at most short_texts.max_words words use short_texts' band" if short else ""),
         "stage2_calibration": {"a": round(chosen["a"], 6), "b": round(chosen["b"], 6)},
         "stage2_calibration_rule": "p = sigmoid(a * logit(p_onnx) + b), fitted on the "
         "validation texts inside the band, sources weighted equally",
@@ -256,11 +357,18 @@ def metadata(
             "grid": f"band ends at every {step:.0%} quantile of the validation tfidf scores, "
             "plus 0 and 1",
             "bands_tried": len(rows),
+            "short_text_cuts_tried": list(short_text_cuts),
+            "short_text_rule": "for each cut, the short texts' band and the longer texts' band "
+            "chosen in turn (two rounds, same grid and budget, from the single band); the "
+            "cheapest pair kept if it sends fewer texts to stage 2 than the single band",
         },
         "validation": report(scores, chosen),
         "trade_off": trade_off,
         "data_files": files,
     }
+    if short is not None:
+        out["short_texts"] = {"max_words": short[0], "low": short[1][0], "high": short[1][1]}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,6 +379,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--grid-step", type=float, default=GRID_STEP, help="quantile step of the band ends"
     )
+    parser.add_argument(
+        "--short-text-cuts",
+        default=",".join(map(str, SHORT_TEXT_CUTS)),
+        help="word-count cuts tried for a band of short texts of their own; empty: one band",
+    )
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--models-dir", type=Path, default=REPO_ROOT / "models")
     parser.add_argument("--output", type=Path, help="default: MODELS_DIR/cascade")
@@ -280,17 +393,21 @@ def main(argv: list[str] | None = None) -> int:
     except DataFileMissing as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    chosen, rows = select(scores, args.budget, args.grid_step)
+    cuts = [int(c) for c in args.short_text_cuts.split(",") if c.strip()]
+    chosen, rows = select(scores, args.budget, args.grid_step, cuts)
     stages = {
         stage.name: {"model_version": stage.version, "threshold": stage.default_threshold}
         for stage in (cascade.stage1, cascade.stage2)
     }
-    out = metadata(scores, chosen, rows, args.budget, stages, files, args.grid_step)
+    out = metadata(scores, chosen, rows, args.budget, stages, files, args.grid_step, cuts)
     folder = args.output or args.models_dir / "cascade"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "metadata.json"
     path.write_text(json.dumps(out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     v = out["validation"]
+    if chosen.get("short"):
+        cut, (low, high) = chosen["short"]
+        print(f"texts of at most {cut} words: band [{low}, {high}]; longer texts:")
     print(
         f"band [{chosen['low']}, {chosen['high']}], threshold {out['threshold']}, "
         f"stage 2 for {v['share_stage2_sources_weighted_equally']:.1%} of texts (sources weighted "

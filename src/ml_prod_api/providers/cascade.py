@@ -9,6 +9,9 @@ The cascade's artifact is a small `metadata.json` (models/cascade) written by
 `training/select_cascade_band.py`, which chose it on every source's validation split:
 
 - `band`: `low <= p_tfidf <= high` sends a text to stage 2 (settings can override it);
+- `short_texts` (optional): `max_words`, `low`, `high`, the band of texts of at most `max_words`
+  words (split on whitespace), where tfidf's certainty means something else than in a long
+  post; `band` then holds for the longer ones. A band set in settings holds for every text;
 - `stage2_calibration`: `a`, `b` of `p = sigmoid(a * logit(p_onnx) + b)`, a monotone map fitted
   on the validation texts inside the band, so the scores of both stages stay on one calibrated
   scale (without it, an answer of either stage would mean a different toxic rate);
@@ -70,6 +73,14 @@ class Band:
 
 
 @dataclass(frozen=True, slots=True)
+class ShortTextBand:
+    """The band of texts of at most `max_words` whitespace-separated words."""
+
+    max_words: int
+    band: Band
+
+
+@dataclass(frozen=True, slots=True)
 class Stage2Calibration:
     """p = sigmoid(a * logit(p_stage2) + b); a > 0, so it keeps stage 2's order."""
 
@@ -87,6 +98,7 @@ class CascadeConfig:
     """What the cascade's metadata.json says, with the band overridden by settings if given."""
 
     band: Band
+    short_texts: ShortTextBand | None
     calibration: Stage2Calibration
     threshold: float | None
     stage_versions: dict[str, str]
@@ -98,6 +110,15 @@ class CascadeConfig:
         try:
             raw_band = metadata["band"]
             band = band_override or Band(float(raw_band["low"]), float(raw_band["high"]))
+            raw_short = None if band_override else metadata.get("short_texts")
+            short = (
+                ShortTextBand(
+                    int(raw_short["max_words"]),
+                    Band(float(raw_short["low"]), float(raw_short["high"])),
+                )
+                if raw_short
+                else None
+            )
             raw_cal = metadata.get("stage2_calibration") or {}
             calibration = Stage2Calibration(
                 float(raw_cal.get("a", 1.0)), float(raw_cal.get("b", 0.0))
@@ -108,25 +129,39 @@ class CascadeConfig:
             raise ModelLoadError(
                 f"cascade metadata lacks or mangles {exc}: {folder / METADATA_FILE}"
             ) from None
-        if not 0.0 <= band.low <= band.high <= 1.0 or calibration.a <= 0.0:
+        bands = [band] if short is None else [band, short.band]
+        if (
+            not all(0.0 <= b.low <= b.high <= 1.0 for b in bands)
+            or calibration.a <= 0.0
+            or (short is not None and short.max_words < 1)
+        ):
             raise ModelLoadError(
-                f"cascade metadata: band must satisfy 0 <= low <= high <= 1 and the stage-2 map "
-                f"must keep the order (a > 0): {folder / METADATA_FILE}"
+                f"cascade metadata: bands must satisfy 0 <= low <= high <= 1, max_words >= 1, and "
+                f"the stage-2 map must keep the order (a > 0): {folder / METADATA_FILE}"
             )
         return cls(
             band=band,
+            short_texts=short,
             calibration=calibration,
             threshold=float(threshold) if threshold is not None else None,
             stage_versions=stages,
             model_version=metadata.get("model_version"),
         )
 
+    def band_for(self, text: str) -> Band:
+        short = self.short_texts
+        if short is not None and len(text.split(None, short.max_words)) <= short.max_words:
+            return short.band
+        return self.band
+
     def digest(self) -> str:
         """A short hash of what decides the cascade's answers, for its model version."""
-        text = json.dumps(
-            [self.band.low, self.band.high, self.calibration.a, self.calibration.b, self.threshold],
-            sort_keys=True,
-        )
+        decides: list[float | None] = [self.band.low, self.band.high]
+        if self.short_texts is not None:
+            short = self.short_texts
+            decides += [short.max_words, short.band.low, short.band.high]
+        decides += [self.calibration.a, self.calibration.b, self.threshold]
+        text = json.dumps(decides, sort_keys=True)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:8]
 
 
@@ -148,6 +183,7 @@ class CascadeProvider(Provider):
         self._band_override = band_override
         self._version_override = version
         self._config: CascadeConfig | None = None
+        self._version: str | None = None
 
     @property
     def config(self) -> CascadeConfig:
@@ -159,10 +195,9 @@ class CascadeProvider(Provider):
     def version(self) -> str:
         if self._version_override:
             return self._version_override
-        if self._config is None:
-            return "unloaded"
-        own = self._config.model_version or f"cascade-{self._config.digest()}"
-        return f"{own}+{self.stage1.version}+{self.stage2.version}"
+        # Composed once at load: every response, access-log line and metric reads it, and the
+        # digest (JSON and SHA-256) cost about 5% of the event loop's time when made per read.
+        return self._version or "unloaded"
 
     @property
     def default_threshold(self) -> float | None:
@@ -186,13 +221,19 @@ class CascadeProvider(Provider):
                     f"{loaded.get(stage)} is loaded; choose it again for these models "
                     f"(python -m training.select_cascade_band): {self.folder / METADATA_FILE}"
                 )
+        own = config.model_version or f"cascade-{config.digest()}"
+        self._version = f"{own}+{self.stage1.version}+{self.stage2.version}"
         self._config = config
 
     def predict_batch(self, texts: Sequence[str]) -> list[Score]:
         config = self.config
         first = self.stage1.predict_batch(texts)
         out = [replace(score, stage=STAGE1) for score in first]
-        chosen = [i for i, score in enumerate(first) if score.probability_toxic in config.band]
+        chosen = [
+            i
+            for i, score in enumerate(first)
+            if score.probability_toxic in config.band_for(texts[i])
+        ]
         if chosen:
             second = self._stage2([texts[i] for i in chosen])
             for i, score in zip(chosen, second, strict=True):
@@ -219,7 +260,7 @@ class CascadeProvider(Provider):
         config = self.config
         contributions = self.stage1.explain(text, top_k)
         p1 = self.stage1.predict_batch([text])[0].probability_toxic
-        if p1 not in config.band:
+        if p1 not in config.band_for(text):
             return contributions
         p = config.calibration(self._stage2([text])[0].probability_toxic)
         shift = Contribution(feature=STAGE2_FEATURE, weight=logit(p) - logit(p1))
@@ -241,10 +282,16 @@ class CascadeSettings(OnnxRuntimeSettings):
         default=None, description="Stage 2's onnx artifact; unset: MODELS_DIR/onnx."
     )
     cascade_band_low: float | None = Field(
-        default=None, ge=0.0, le=1.0, description="Overrides the chosen band's lower end."
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Overrides the chosen bands' lower end (one band for every text).",
     )
     cascade_band_high: float | None = Field(
-        default=None, ge=0.0, le=1.0, description="Overrides the chosen band's upper end."
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Overrides the chosen bands' upper end (one band for every text).",
     )
 
     @model_validator(mode="after")
