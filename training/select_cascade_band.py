@@ -172,20 +172,24 @@ def candidate_bands(stage1: np.ndarray, step: float = GRID_STEP) -> list[tuple[f
     return [(lo, hi) for i, lo in enumerate(grid) for hi in grid[i:]]
 
 
+def worst_gap(scores: ValScores, combined: np.ndarray, reference: dict[str, float]) -> float:
+    """The largest ROC-AUC loss of `combined` against `reference` (onnx alone) over sources."""
+    auc = scores.auc(combined)
+    return max(reference[s] - auc[s] for s in scores.names)
+
+
 def evaluate_bands(scores: ValScores, bands: list[tuple[float, float]]) -> list[dict[str, Any]]:
     """Every band's cost (share reaching stage 2) and worst ROC-AUC shortfall against onnx."""
     reference = scores.auc(scores.stage2)
     rows = []
     for low, high in bands:
         combined, inside, a, b = combine(scores, low, high)
-        auc = scores.auc(combined)
-        gaps = {s: reference[s] - auc[s] for s in scores.names}
         rows.append(
             {
                 "low": low,
                 "high": high,
                 "share": scores.share(inside),
-                "worst_gap": max(gaps.values()),
+                "worst_gap": worst_gap(scores, combined, reference),
                 "a": a,
                 "b": b,
             }
@@ -199,11 +203,6 @@ def cheapest(rows: list[dict[str, Any]], budget: float) -> dict[str, Any] | None
     if not feasible:
         return None
     return min(feasible, key=lambda r: (r["share"], r["high"] - r["low"]))
-
-
-def worst_gap(scores: ValScores, combined: np.ndarray, reference: dict[str, float]) -> float:
-    auc = scores.auc(combined)
-    return max(reference[s] - auc[s] for s in scores.names)
 
 
 def select_short_band(
