@@ -559,36 +559,28 @@ def test_source_offsets_absorb_a_base_rate_the_text_cannot_explain(tmp_path: Pat
         seed=1,
     )
     state = tmp_path / "state"
-    train_transformer.train_model(
-        model,
-        tokenizer,
-        train,
-        origins,
-        val,
-        ["tweeteval_offensive"] * 100,
-        cfg,
-        state,
-        progress=False,
-        train_origins=origins,
-    )
+
+    def fit(config: Any) -> list[dict[str, Any]]:
+        _, history, _ = train_transformer.train_model(
+            model,
+            tokenizer,
+            train,
+            origins,
+            val,
+            ["tweeteval_offensive"] * 100,
+            config,
+            state,
+            progress=False,
+            train_origins=origins,
+        )
+        return history
+
+    fit(cfg)
     saved = torch_load(state / "state.pt")
     learned = dict(zip(["davidson", "stormfront"], saved["offsets"].tolist(), strict=True))
     assert learned["davidson"] - learned["stormfront"] > 1.0
 
-    again = replace(cfg, epochs=31)  # one more epoch from the saved state
-    _, history, _ = train_transformer.train_model(
-        model,
-        tokenizer,
-        train,
-        origins,
-        val,
-        ["tweeteval_offensive"] * 100,
-        again,
-        state,
-        progress=False,
-        train_origins=origins,
-    )
-    after = history[-1]["source_offsets"]
+    after = fit(replace(cfg, epochs=31))[-1]["source_offsets"]  # one more epoch, resumed
     # Three more steps at 0.05 could not learn it again from zero: the saved offsets were read.
     assert after["davidson"] - after["stormfront"] > 1.0
 
