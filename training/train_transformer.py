@@ -396,7 +396,7 @@ class SourceOffsets:
 
         self.names = sorted(set(origins) - {REFERENCE_ORIGIN})
         position = {name: i for i, name in enumerate(self.names)}
-        reference = len(self.names)  # the fixed zero appended in `for_rows`
+        reference = len(self.names)  # the fixed zero `apply` appends to the values
         self.row_index = torch.tensor([position.get(o, reference) for o in origins])
         self.values = torch.nn.Parameter(torch.zeros(len(self.names)))
 
