@@ -533,9 +533,9 @@ def test_source_offsets_move_only_their_own_rows_toxic_logit() -> None:
 
 
 @needs_torch
-def test_source_offsets_absorb_a_base_rate_the_text_cannot_explain(tmp_path: Path) -> None:
-    """The same sentences are toxic in one source and benign in another: only the offsets can
-    tell them apart, so they learn it, and a resumed run starts from the saved offsets."""
+def offsets_fit(tmp_path: Path) -> tuple[Any, Any, Path]:
+    """A tiny model whose training set has the same sentences toxic in one source and benign
+    in another, so only the source offsets can tell them apart; returns (fit, config, state)."""
     base = make_checkpoint(tmp_path / "tiny", "bert")
     tokenizer, model = train_transformer.load_base(str(base))
     texts = ["what a great day", "go home and love this", "the day is so great"] * 4
@@ -575,6 +575,13 @@ def test_source_offsets_absorb_a_base_rate_the_text_cannot_explain(tmp_path: Pat
         )
         return history
 
+    return fit, cfg, state
+
+
+def test_source_offsets_absorb_a_base_rate_the_text_cannot_explain(tmp_path: Path) -> None:
+    """Only the offsets can tell the two sources apart, so they learn it, and a resumed run
+    starts from the saved offsets."""
+    fit, cfg, state = offsets_fit(tmp_path)
     fit(cfg)
     saved = torch_load(state / "state.pt")
     learned = dict(zip(["davidson", "stormfront"], saved["offsets"].tolist(), strict=True))
@@ -583,6 +590,15 @@ def test_source_offsets_absorb_a_base_rate_the_text_cannot_explain(tmp_path: Pat
     after = fit(replace(cfg, epochs=31))[-1]["source_offsets"]  # one more epoch, resumed
     # Three more steps at 0.05 could not learn it again from zero: the saved offsets were read.
     assert after["davidson"] - after["stormfront"] > 1.0
+
+
+def test_offset_weight_decay_holds_the_offsets_near_zero(tmp_path: Path) -> None:
+    """The same task as above, where undecayed offsets part by more than 1: a decay of 4 keeps
+    each within about 1/4 of zero, whatever the gradient asks."""
+    fit, cfg, _ = offsets_fit(tmp_path)
+    learned = fit(replace(cfg, offset_weight_decay=4.0))[-1]["source_offsets"]
+    assert 0.0 < learned["davidson"] <= 0.3
+    assert -0.3 <= learned["stormfront"] < 0.0
 
 
 def torch_load(path: Path) -> Any:

@@ -26,7 +26,8 @@ threshold use every source's validation split; test splits are not read here
   (HateXplain 60% toxic, mlma_en 88%, Stormfront 11%) is absorbed by its offset instead of by
   whatever words or style mark that source. The project's own templates are the reference
   (offset 0), and the saved model is scored without offsets, as it is served. The transformer's
-  counterpart of the tfidf model's source-indicator columns.
+  counterpart of the tfidf model's source-indicator columns. `--offset-weight-decay` pulls the
+  offsets toward 0, so they take only part of each base rate.
 - Calibration: Platt scaling of the logit difference on the validation splits (each source
   weighted equally), folded into the classifier layer, so the checkpoint's own softmax is
   calibrated and serving needs nothing extra. The threshold is the one with the best macro-F1.
@@ -145,6 +146,10 @@ class TrainConfig:
     # Scalars learning a base rate: at the encoder's rate (6e-5) they would move about 0.3 in a
     # whole run, and the encoder would learn the source cues first.
     offset_learning_rate: float = 5e-3
+    # AdamW's decoupled decay on the offsets: at equilibrium an offset is about (its normalised
+    # gradient) / decay, so a decay of 1 holds every offset within about +-1 and leaves the rest
+    # of a source's base rate to the model, whose served scores then keep more of it (0: none).
+    offset_weight_decay: float = 0.0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -190,6 +195,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="learn a logit offset per source during training only (absorbs base rates; "
         "not the shipped recipe)",
+    )
+    parser.add_argument(
+        "--offset-weight-decay",
+        type=float,
+        default=defaults.offset_weight_decay,
+        help="decay pulling the source offsets toward 0 (about 1/decay at most; 0: none)",
     )
     parser.add_argument(
         "--train-word-embeddings",
@@ -374,7 +385,11 @@ def make_optimizer(model: Any, cfg: TrainConfig, offsets: SourceOffsets | None =
     ]
     if offsets is not None:
         groups.append(
-            {"params": [offsets.values], "weight_decay": 0.0, "lr": cfg.offset_learning_rate}
+            {
+                "params": [offsets.values],
+                "weight_decay": cfg.offset_weight_decay,
+                "lr": cfg.offset_learning_rate,
+            }
         )
     return torch.optim.AdamW(groups, lr=cfg.learning_rate)
 
@@ -687,6 +702,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         threads=args.threads,
         freeze_word_embeddings=not args.train_word_embeddings,
         source_offsets=args.source_offsets,
+        offset_weight_decay=args.offset_weight_decay,
     )
     set_determinism(cfg.seed, cfg.threads)
     corpus: Corpus = load_corpus(
