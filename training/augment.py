@@ -5,8 +5,9 @@ keywords, forum hate), so a model learns "names a group" -> toxic. Two remedies,
 MODEL_CARD.md:
 
 - **Templates** (own writing, never copied from an evaluation set): benign and positive sentences
-  that name an identity, negated hate and counter-speech (non-toxic), and hate, threats and
-  insults that use no profanity (toxic). Each identity-bearing template is filled with many
+  that name an identity, negated hate and counter-speech (non-toxic), hate, threats and
+  insults that use no profanity (toxic), and the same insult frames with praise, and insulting
+  words about things (non-toxic). Each identity-bearing template is filled with many
   terms, so every term appears on both sides of the label.
 - **Counterfactual swaps**: a copy of a training row with every identity term replaced by another
   term of the same kind, keeping the label, so no single term carries the label by itself.
@@ -205,6 +206,118 @@ THREATS_WITHOUT_VERB = (
     "your kids won't be safe either",
     "we're coming for you and your family",
 )
+# Insults of one person without profanity: frames x insulting nouns and adjectives (toxic), the
+# same frames with praise (non-toxic), so "you are a ..." does not decide the label by itself,
+# and the insulting adjectives aimed at things and ideas (non-toxic: this service flags abuse of
+# people). The frames are not the behavioural suite's (a test in tests/ checks no filled
+# template is one of its cases).
+INSULT_FRAMES = (
+    "you are {noun}",
+    "honestly, you're {noun}",
+    "everyone in the office thinks you're {noun}",
+    "only {noun} like you would post something like this",
+    "you have always been {noun} and you always will be",
+    "every word you type shows you're {noun}",
+    "your brother told me you're {noun}, and he was right",
+    "that guy in the video is {noun}",
+)
+INSULT_ADJ_FRAMES = (
+    "i've never met anyone as {adj} as you",
+    "you're the most {adj} person in this thread",
+    "how can one person be this {adj}",
+    "you are {adj} and your posts prove it",
+    "my teacher is so {adj}, everyone says so",
+)
+INSULT_NOUNS = (
+    "an idiot",
+    "a moron",
+    "a fool",
+    "an imbecile",
+    "a halfwit",
+    "a buffoon",
+    "a nitwit",
+    "a dimwit",
+    "a simpleton",
+    "a cretin",
+    "a dunce",
+    "a numbskull",
+    "a coward",
+    "a liar",
+    "a creep",
+    "a leech",
+    "a lowlife",
+    "a failure",
+    "a joke",
+    "a hypocrite",
+    "a snake",
+    "a nobody",
+)
+INSULT_ADJECTIVES = (
+    "stupid",
+    "dumb",
+    "clueless",
+    "useless",
+    "worthless",
+    "ugly",
+    "hideous",
+    "gutless",
+    "idiotic",
+    "insufferable",
+    "contemptible",
+    "braindead",
+    "dense",
+    "thick",
+    "spineless",
+    "revolting",
+)
+PRAISE_NOUNS = (
+    "a genius",
+    "a hero",
+    "a legend",
+    "a star",
+    "a sweetheart",
+    "a gem",
+    "a champion",
+    "a delight",
+    "a treasure",
+    "an expert",
+    "a natural",
+    "a good friend",
+)
+PRAISE_ADJECTIVES = (
+    "brilliant",
+    "kind",
+    "clever",
+    "generous",
+    "funny",
+    "talented",
+    "thoughtful",
+    "lovely",
+    "wise",
+    "brave",
+    "honest",
+    "patient",
+)
+# Non-toxic: the insulting adjectives about a thing or an idea, not a person.
+THING_FRAMES = (
+    "this {thing} is so {adj}",
+    "the {thing} is {adj}, if you ask me",
+    "honestly, the {thing} was {adj}",
+    "i think that {thing} is {adj}",
+)
+THINGS = (
+    "plan",
+    "rule",
+    "movie",
+    "app",
+    "idea",
+    "law",
+    "design",
+    "game",
+    "policy",
+    "menu",
+)
+
 # Non-toxic: the same violent verbs in idioms, sport, cooking and reports of a threat.
 VIOLENT_WORDS_BENIGN = (
     "this heat is killing me",
@@ -285,6 +398,21 @@ def template_rows(seed: int, terms_per_template: int = 24) -> list[TemplateRow]:
     for frame in THREAT_FRAMES:
         for verb in rng.sample(THREAT_VERBS, 6):
             rows.append(TemplateRow(frame.replace("{verb}", verb), 1, "threat or insult"))
+    for frame in INSULT_FRAMES:
+        for noun in rng.sample(INSULT_NOUNS, 6):
+            rows.append(TemplateRow(frame.replace("{noun}", noun), 1, "insult of a person"))
+        for noun in rng.sample(PRAISE_NOUNS, 4):
+            rows.append(TemplateRow(frame.replace("{noun}", noun), 0, "praise of a person"))
+    for frame in INSULT_ADJ_FRAMES:
+        for adj in rng.sample(INSULT_ADJECTIVES, 6):
+            rows.append(TemplateRow(frame.replace("{adj}", adj), 1, "insult of a person"))
+        for adj in rng.sample(PRAISE_ADJECTIVES, 4):
+            rows.append(TemplateRow(frame.replace("{adj}", adj), 0, "praise of a person"))
+    for frame in THING_FRAMES:
+        for adj in rng.sample(INSULT_ADJECTIVES, 6):
+            thing = rng.choice(THINGS)
+            text = frame.replace("{adj}", adj).replace("{thing}", thing)
+            rows.append(TemplateRow(text, 0, "abuse of things and ideas"))
     for text in VIOLENT_WORDS_BENIGN:
         rows.append(TemplateRow(text, 0, "violent words, no threat"))
     for text in NON_TOXIC_OTHER:
