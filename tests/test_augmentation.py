@@ -23,9 +23,25 @@ def _normalised(text: str) -> str:
 def test_templates_never_replay_a_suite_case() -> None:
     with SUITE.open(encoding="utf-8", newline="") as handle:
         suite = {_normalised(row["text"]) for row in csv.DictReader(handle)}
-    templates = {_normalised(row.text) for row in template_rows(seed=20190101)}
+    templates = {_normalised(row.text) for row in template_rows(seed=20190101, insults=True)}
     assert suite and templates
     assert not suite & templates, sorted(suite & templates)[:5]
+
+
+def test_insult_templates_are_an_option_that_leaves_the_other_rows_as_they_were() -> None:
+    """Off by default (the shipped recipe); on, the insults of a person come with the same
+    frames' praise and the insulting words aimed at things, and every other row is unchanged."""
+    plain = template_rows(seed=20190101)
+    with_insults = template_rows(seed=20190101, insults=True)
+    added = [row for row in with_insults if row not in plain]
+    assert [row for row in with_insults if row in plain] == plain
+    assert not any(row.kind == "insult of a person" for row in plain)
+    kinds = {row.kind: row.label for row in added}
+    assert kinds == {
+        "insult of a person": 1,
+        "praise of a person": 0,
+        "abuse of things and ideas": 0,
+    }
 
 
 def test_heldout_identity_sentences_are_neither_trained_on_nor_judged_by() -> None:

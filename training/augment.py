@@ -374,8 +374,14 @@ class TemplateRow:
     kind: str
 
 
-def template_rows(seed: int, terms_per_template: int = 24) -> list[TemplateRow]:
-    """Every template filled with a sample of identity terms (all terms for the short lists)."""
+def template_rows(
+    seed: int, terms_per_template: int = 24, insults: bool = False
+) -> list[TemplateRow]:
+    """Every template filled with a sample of identity terms (all terms for the short lists).
+
+    The insult frames (`INSULT_FRAMES`, `INSULT_ADJ_FRAMES`, `THING_FRAMES`) come only with
+    `insults`: tried, not in the shipped recipe (MODEL_CARD, "Tried and not shipped").
+    """
     rng = random.Random(seed)
     rows: list[TemplateRow] = []
 
@@ -398,21 +404,22 @@ def template_rows(seed: int, terms_per_template: int = 24) -> list[TemplateRow]:
     for frame in THREAT_FRAMES:
         for verb in rng.sample(THREAT_VERBS, 6):
             rows.append(TemplateRow(frame.replace("{verb}", verb), 1, "threat or insult"))
-    for frame in INSULT_FRAMES:
-        for noun in rng.sample(INSULT_NOUNS, 6):
-            rows.append(TemplateRow(frame.replace("{noun}", noun), 1, "insult of a person"))
-        for noun in rng.sample(PRAISE_NOUNS, 4):
-            rows.append(TemplateRow(frame.replace("{noun}", noun), 0, "praise of a person"))
-    for frame in INSULT_ADJ_FRAMES:
-        for adj in rng.sample(INSULT_ADJECTIVES, 6):
-            rows.append(TemplateRow(frame.replace("{adj}", adj), 1, "insult of a person"))
-        for adj in rng.sample(PRAISE_ADJECTIVES, 4):
-            rows.append(TemplateRow(frame.replace("{adj}", adj), 0, "praise of a person"))
-    for frame in THING_FRAMES:
-        for adj in rng.sample(INSULT_ADJECTIVES, 6):
-            thing = rng.choice(THINGS)
-            text = frame.replace("{adj}", adj).replace("{thing}", thing)
-            rows.append(TemplateRow(text, 0, "abuse of things and ideas"))
+    if insults:
+        for frame in INSULT_FRAMES:
+            for noun in rng.sample(INSULT_NOUNS, 6):
+                rows.append(TemplateRow(frame.replace("{noun}", noun), 1, "insult of a person"))
+            for noun in rng.sample(PRAISE_NOUNS, 4):
+                rows.append(TemplateRow(frame.replace("{noun}", noun), 0, "praise of a person"))
+        for frame in INSULT_ADJ_FRAMES:
+            for adj in rng.sample(INSULT_ADJECTIVES, 6):
+                rows.append(TemplateRow(frame.replace("{adj}", adj), 1, "insult of a person"))
+            for adj in rng.sample(PRAISE_ADJECTIVES, 4):
+                rows.append(TemplateRow(frame.replace("{adj}", adj), 0, "praise of a person"))
+        for frame in THING_FRAMES:
+            for adj in rng.sample(INSULT_ADJECTIVES, 6):
+                thing = rng.choice(THINGS)
+                text = frame.replace("{adj}", adj).replace("{thing}", thing)
+                rows.append(TemplateRow(text, 0, "abuse of things and ideas"))
     for text in VIOLENT_WORDS_BENIGN:
         rows.append(TemplateRow(text, 0, "violent words, no threat"))
     for text in NON_TOXIC_OTHER:

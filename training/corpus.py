@@ -222,6 +222,7 @@ def load_corpus(
     limit: int = 0,
     augment: bool = True,
     narrow_negatives_out: bool = False,
+    insult_templates: bool = False,
 ) -> Corpus:
     """Every source's splits, the templates and the identity swaps of the training rows.
 
@@ -233,7 +234,8 @@ def load_corpus(
     that "You're a fucking idiot." with a full stop is benign. `obfuscated_share` of the
     training rows get a respelt copy (`augment.obfuscated_copy`). With `narrow_negatives_out`,
     the `0` training rows of `NARROW_NEGATIVES` that carry abuse (`augment.has_abuse`) are left
-    out; with `augment=False` every row comes as its source labelled it.
+    out; `insult_templates` adds `augment.template_rows`' insult frames; with `augment=False`
+    every row comes as its source labelled it.
     """
     train, val, test = Split(), Split(), Split()
     files: dict[str, str] = {}
@@ -291,6 +293,6 @@ def load_corpus(
             respelt = obfuscated_copy(train.texts[i], rng)
             if respelt is not None:
                 train.add(respelt, train.labels[i], "obfuscated", train.origins[i])
-    for row in template_rows(seed):
+    for row in template_rows(seed, insults=insult_templates):
         train.add(toggle_final_punctuation(row.text, punctuation_share), row.label, "templates")
     return Corpus(train=train, val=val, test=test, files=files)

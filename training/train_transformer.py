@@ -185,6 +185,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(corpus.NARROW_NEGATIVES; tried, not the shipped recipe)",
     )
     parser.add_argument(
+        "--insult-templates",
+        action="store_true",
+        help="add the insult-of-a-person templates and their praise and object counterparts "
+        "(augment.INSULT_FRAMES; tried, not the shipped recipe)",
+    )
+    parser.add_argument(
         "--train-on-served-text",
         action="store_true",
         help="normalise training, validation and identity texts as serving does "
@@ -710,6 +716,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         seed=cfg.seed,
         limit=args.limit,
         narrow_negatives_out=args.narrow_negatives_out,
+        insult_templates=args.insult_templates,
     )
     for source, row in corpus.counts().items():
         log.info("%-20s %s", source, row)
@@ -817,6 +824,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             f"writing ({len(id_texts)}, training/identity_validation.py): checkpoint and threshold",
             "limit": args.limit or None,
             "narrow_negatives_out": args.narrow_negatives_out,
+            "insult_templates": args.insult_templates,
             "train_on_served_text": args.train_on_served_text,
         },
         "hyperparameters": asdict(cfg)
