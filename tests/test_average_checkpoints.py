@@ -1,0 +1,42 @@
+"""Averaging runs' best checkpoints into a folder `train_transformer --finalize-only` reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from training import average_checkpoints, train_transformer  # noqa: E402
+
+
+def write_run(folder: Path, weight: float, ids: list[int]) -> Path:
+    folder.mkdir(parents=True)
+    torch.save(
+        {"layer.weight": torch.full((2, 3), weight), "position_ids": torch.tensor(ids)},
+        folder / "best.pt",
+    )
+    return folder
+
+
+def test_the_average_is_weight_by_weight_and_finalize_reads_it(tmp_path: Path) -> None:
+    a = write_run(tmp_path / "a", 1.0, [0, 1])
+    b = write_run(tmp_path / "b", 2.0, [0, 1])
+    c = write_run(tmp_path / "c", 6.0, [0, 1])
+    average_checkpoints.main(["--output", str(tmp_path / "soup"), str(a), str(b), str(c)])
+    soup = torch.load(tmp_path / "soup" / "best.pt", weights_only=True)
+    assert torch.equal(soup["layer.weight"], torch.full((2, 3), 3.0))
+    assert soup["position_ids"].tolist() == [0, 1]
+    blob = torch.load(tmp_path / "soup" / "state.pt", weights_only=False)
+    state = train_transformer.TrainState(**blob["state"])  # as --finalize-only reads it
+    assert state.history == [{"averaged": [str(a), str(b), str(c)]}]
+
+
+def test_checkpoints_of_different_shapes_are_refused(tmp_path: Path) -> None:
+    a = write_run(tmp_path / "a", 1.0, [0, 1])
+    other = tmp_path / "b"
+    other.mkdir()
+    torch.save({"layer.weight": torch.ones(2, 3)}, other / "best.pt")
+    with pytest.raises(ValueError, match="different tensors"):
+        average_checkpoints.main(["--output", str(tmp_path / "soup"), str(a), str(other)])

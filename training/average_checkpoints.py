@@ -1,0 +1,60 @@
+"""Average the best checkpoints of several fine-tuning runs (a "model soup") for `--finalize-only`.
+
+    python -m training.average_checkpoints --output DIR STATE_DIR STATE_DIR [...]
+    python -m training.train_transformer --finalize-only --checkpoint-dir DIR --output OUT
+
+Runs fine-tuned from the same base weights with the same seed stay close enough in weight space
+for their average to be a model of its own, often better out of domain than each run. This
+writes `DIR/best.pt`, the uniform average of every `STATE_DIR/best.pt` (uncalibrated, as
+training saves them), and `DIR/state.pt`, a fresh training state naming the runs: the two files
+`--finalize-only` reads, so the average is calibrated and given its threshold as a run's best
+checkpoint is. Tried, not shipped (MODEL_CARD, "Tried and not shipped").
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from training.train_transformer import TrainState
+
+
+def average(state_dicts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The mean of every floating-point tensor; other tensors (position ids) from the first."""
+    keys = set(state_dicts[0])
+    for other in state_dicts[1:]:
+        if set(other) != keys:
+            raise ValueError("the checkpoints hold different tensors: not the same architecture")
+    out: dict[str, Any] = {}
+    for key, first in state_dicts[0].items():
+        if first.is_floating_point():
+            total = sum(sd[key].double() for sd in state_dicts)
+            out[key] = (total / len(state_dicts)).to(first.dtype)
+        else:
+            out[key] = first
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    import torch
+
+    parser = argparse.ArgumentParser(
+        prog="python -m training.average_checkpoints", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--output", type=Path, required=True, help="checkpoint folder to write")
+    parser.add_argument("runs", type=Path, nargs="+", help="training state folders (best.pt)")
+    args = parser.parse_args(argv)
+    if len(args.runs) < 2:
+        parser.error("give at least two runs to average")
+    soup = average([torch.load(run / "best.pt", weights_only=True) for run in args.runs])
+    args.output.mkdir(parents=True, exist_ok=True)
+    torch.save(soup, args.output / "best.pt")
+    state = TrainState(history=[{"averaged": [str(run) for run in args.runs]}])
+    torch.save({"state": asdict(state)}, args.output / "state.pt")
+    print(f"averaged {len(args.runs)} checkpoints ({len(soup)} tensors) -> {args.output}")
+
+
+if __name__ == "__main__":
+    main()
