@@ -5,10 +5,10 @@ keywords, forum hate), so a model learns "names a group" -> toxic. Two remedies,
 MODEL_CARD.md:
 
 - **Templates** (own writing, never copied from an evaluation set): benign and positive sentences
-  that name an identity, negated hate and counter-speech (non-toxic), hate, threats and
-  insults that use no profanity (toxic), and the same insult frames with praise, and insulting
-  words about things (non-toxic). Each identity-bearing template is filled with many
-  terms, so every term appears on both sides of the label.
+  that name an identity, negated hate and counter-speech (non-toxic), and hate, threats and
+  insults that use no profanity (toxic). Each identity-bearing template is filled with many
+  terms, so every term appears on both sides of the label. Optionally, frames of insults aimed
+  at one person, the same frames with praise, and insulting words about things.
 - **Counterfactual swaps**: a copy of a training row with every identity term replaced by another
   term of the same kind, keeping the label, so no single term carries the label by itself.
 

@@ -4,7 +4,7 @@
     python -m training.train_transformer --finalize-only --checkpoint-dir DIR --output OUT
 
 Runs fine-tuned from the same base weights with the same seed stay close enough in weight space
-for their average to be a model of its own, often better out of domain than each run. This
+for their average to be a model of its own, which can judge better than each run. This
 writes `DIR/best.pt`, the uniform average of every `STATE_DIR/best.pt` (uncalibrated, as
 training saves them), and `DIR/state.pt`, a fresh training state naming the runs: the two files
 `--finalize-only` reads, so the average is calibrated and given its threshold as a run's best

@@ -175,6 +175,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "max_minutes",
         "seed",
         "threads",
+        "offset_weight_decay",
     ):
         value = getattr(defaults, name)
         parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
@@ -201,12 +202,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="learn a logit offset per source during training only (absorbs base rates; "
         "not the shipped recipe)",
-    )
-    parser.add_argument(
-        "--offset-weight-decay",
-        type=float,
-        default=defaults.offset_weight_decay,
-        help="decay pulling the source offsets toward 0 (about 1/decay at most; 0: none)",
     )
     parser.add_argument(
         "--train-word-embeddings",
