@@ -532,7 +532,6 @@ def test_source_offsets_move_only_their_own_rows_toxic_logit() -> None:
     assert offsets.as_dict() == {"edos": 1.5, "hatexplain": -2.0}
 
 
-@needs_torch
 def offsets_fit(tmp_path: Path) -> tuple[Any, Any, Path]:
     """A tiny model whose training set has the same sentences toxic in one source and benign
     in another, so only the source offsets can tell them apart; returns (fit, config, state)."""
@@ -578,6 +577,7 @@ def offsets_fit(tmp_path: Path) -> tuple[Any, Any, Path]:
     return fit, cfg, state
 
 
+@needs_torch
 def test_source_offsets_absorb_a_base_rate_the_text_cannot_explain(tmp_path: Path) -> None:
     """Only the offsets can tell the two sources apart, so they learn it, and a resumed run
     starts from the saved offsets."""
@@ -592,6 +592,7 @@ def test_source_offsets_absorb_a_base_rate_the_text_cannot_explain(tmp_path: Pat
     assert after["davidson"] - after["stormfront"] > 1.0
 
 
+@needs_torch
 def test_offset_weight_decay_holds_the_offsets_near_zero(tmp_path: Path) -> None:
     """The same task as above, where undecayed offsets part by more than 1: a decay of 4 keeps
     each within about 1/4 of zero, whatever the gradient asks."""
