@@ -362,6 +362,30 @@ def test_epoch_rows_sample_each_source_by_its_weight_fresh_each_epoch() -> None:
     assert set(davidson) != {i for i in second if 10 <= i < 110}
 
 
+def test_a_weight_given_on_the_command_line_replaces_the_sources_own() -> None:
+    from collections import Counter
+
+    args = train_transformer.parse_args(
+        ["--base", "x", "--weight", "tweeteval_offensive=4", "--weight", "davidson=0"]
+    )
+    assert args.source_weights == (("davidson", 0.0), ("tweeteval_offensive", 4.0))
+    cfg = train_transformer.TrainConfig(base="x", source_weights=args.source_weights)
+    sources = ["tweeteval_offensive"] * 10 + ["davidson"] * 100 + ["templates"] * 5
+    seen = Counter(train_transformer.epoch_rows(sources, np.random.default_rng(0), cfg.weight_of))
+    assert [seen[i] for i in range(10)] == [4] * 10
+    assert not any(seen[i] for i in range(10, 110))
+    assert [seen[i] for i in range(110, 115)] == [1] * 5
+
+
+@pytest.mark.parametrize("bad", ["tweets=2", "davidson=much", "davidson=-1"])
+def test_a_weight_for_an_unknown_source_or_not_a_number_is_refused(
+    bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        train_transformer.parse_args(["--base", "x", "--weight", bad])
+    assert "--weight" in capsys.readouterr().err
+
+
 @needs_torch
 @pytest.mark.slow
 def test_train_export_and_evaluate_end_to_end(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ import gzip
 import hashlib
 import random
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,12 +197,17 @@ class Corpus:
     test: Split
     files: dict[str, str]
 
-    def counts(self) -> dict[str, dict[str, int | float]]:
+    def counts(
+        self, weights: Mapping[str, float] | None = None
+    ) -> dict[str, dict[str, int | float]]:
+        """Rows and toxic rows per source and split, with each source's weight (or `weights`')."""
+        weights = weights or {}
         out: dict[str, dict[str, int | float]] = {}
         for name, part in (("train", self.train), ("val", self.val), ("test", self.test)):
             for source in sorted(set(part.sources)):
                 _, labels = part.of(source)
-                row = out.setdefault(source, {"weight": SOURCE_BY_NAME[source].weight})
+                weight = weights.get(source, SOURCE_BY_NAME[source].weight)
+                row = out.setdefault(source, {"weight": weight})
                 row[f"{name}_rows"] = len(labels)
                 row[f"{name}_toxic"] = sum(labels)
         return out

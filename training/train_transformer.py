@@ -47,7 +47,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,11 @@ class TrainConfig:
     # gradient) / decay, so a decay of 1 holds every offset within about +-1 and leaves the rest
     # of a source's base rate to the model, whose served scores then keep more of it (0: none).
     offset_weight_decay: float = 0.0
+    # (source, weight) pairs that replace corpus.SOURCES' sampling weight for this run.
+    source_weights: tuple[tuple[str, float], ...] = ()
+
+    def weight_of(self, source: str) -> float:
+        return dict(self.source_weights).get(source, SOURCE_BY_NAME[source].weight)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -179,6 +184,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ):
         value = getattr(defaults, name)
         parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
+    parser.add_argument(
+        "--weight",
+        action="append",
+        default=[],
+        metavar="SOURCE=W",
+        help="override a source's sampling weight (corpus.SOURCES), e.g. tweeteval_offensive=4",
+    )
     parser.add_argument(
         "--narrow-negatives-out",
         action="store_true",
@@ -226,6 +238,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="skip training: calibrate and write the best checkpoint saved so far",
     )
     args = parser.parse_args(argv)
+    weights: dict[str, float] = {}
+    for item in args.weight:
+        source, _, value = item.partition("=")
+        try:
+            weights[source] = float(value)
+        except ValueError:
+            parser.error(f"--weight {item!r}: expected SOURCE=NUMBER")
+        if source not in SOURCE_BY_NAME or weights[source] < 0:
+            parser.error(f"--weight {item!r}: sources are {', '.join(sorted(SOURCE_BY_NAME))}")
+    args.source_weights = tuple(sorted(weights.items()))
     if args.base is None:
         found = default_base()
         if found is None:
@@ -438,7 +460,11 @@ def linear_schedule(optimizer: Any, warmup: int, total: int) -> Any:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def epoch_rows(sources: Sequence[str], rng: np.random.Generator) -> np.ndarray:
+def epoch_rows(
+    sources: Sequence[str],
+    rng: np.random.Generator,
+    weight_of: Callable[[str], float] = lambda source: SOURCE_BY_NAME[source].weight,
+) -> np.ndarray:
     """Row indices for one epoch: a fresh random sample of each source, its weight's share.
 
     Sampling instead of per-row loss weights gives the same expected weight at a fraction of
@@ -448,7 +474,7 @@ def epoch_rows(sources: Sequence[str], rng: np.random.Generator) -> np.ndarray:
     chosen: list[np.ndarray] = []
     for source in sorted(set(sources)):
         rows = np.flatnonzero(names == source)
-        whole, share = divmod(SOURCE_BY_NAME[source].weight, 1.0)
+        whole, share = divmod(weight_of(source), 1.0)
         chosen.extend([rows] * int(whole))  # a weight of 2 takes every row twice
         k = round(len(rows) * share)
         chosen.append(np.sort(rng.choice(rows, size=k, replace=False)))
@@ -461,7 +487,7 @@ def batch_stream(
     """(epoch, row indices) for every batch, epoch after epoch, forever."""
     epoch = 0
     while True:
-        rows = epoch_rows(sources, rng)
+        rows = epoch_rows(sources, rng, cfg.weight_of)
         lengths = [len(train.ids[i]) for i in rows]
         for batch in length_grouped_batches(lengths, cfg.batch_size, cfg.megabatch, rng):
             yield epoch, rows[batch]
@@ -544,7 +570,7 @@ def train_model(
     from tqdm import tqdm
 
     rng = np.random.default_rng(cfg.seed)
-    rows_per_epoch = len(epoch_rows(train_sources, np.random.default_rng(0)))
+    rows_per_epoch = len(epoch_rows(train_sources, np.random.default_rng(0), cfg.weight_of))
     steps_per_epoch = math.ceil(rows_per_epoch / cfg.batch_size)
     total = max(1, round(steps_per_epoch * cfg.epochs))
     eval_steps = max(1, round(steps_per_epoch * cfg.eval_every))
@@ -704,6 +730,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         freeze_word_embeddings=not args.train_word_embeddings,
         source_offsets=args.source_offsets,
         offset_weight_decay=args.offset_weight_decay,
+        source_weights=args.source_weights,
     )
     set_determinism(cfg.seed, cfg.threads)
     corpus: Corpus = load_corpus(
@@ -713,7 +740,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         narrow_negatives_out=args.narrow_negatives_out,
         insult_templates=args.insult_templates,
     )
-    for source, row in corpus.counts().items():
+    for source, row in corpus.counts(dict(cfg.source_weights)).items():
         log.info("%-20s %s", source, row)
     tokenizer, model = load_base(cfg.base)
     log.info(
@@ -738,7 +765,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.finalize_only:
         state = TrainState(**torch.load(checkpoints / "state.pt", weights_only=False)["state"])
         history = state.history or []
-        rows = len(epoch_rows(corpus.train.sources, np.random.default_rng(0)))
+        rows = len(epoch_rows(corpus.train.sources, np.random.default_rng(0), cfg.weight_of))
         steps_per_epoch = math.ceil(rows / cfg.batch_size)
         total = max(1, round(steps_per_epoch * cfg.epochs))
         summary = training_summary(state, total, steps_per_epoch, "finalized from a checkpoint")
@@ -811,7 +838,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "training_data": {
             "files": corpus.files,
-            "sources": corpus.counts(),
+            "sources": corpus.counts(dict(cfg.source_weights)),
             "how": "each epoch samples a fresh `weight` share of every source's training rows",
             "validation": "every source's val split: early stopping (mean per-source ROC-AUC "
             "averaged with the held-out identity AUC), Platt calibration and threshold (each "
