@@ -377,7 +377,9 @@ def test_a_weight_given_on_the_command_line_replaces_the_sources_own() -> None:
     assert [seen[i] for i in range(110, 115)] == [1] * 5
 
 
-@pytest.mark.parametrize("bad", ["tweets=2", "davidson=much", "davidson=-1"])
+@pytest.mark.parametrize(
+    "bad", ["tweets=2", "davidson=much", "davidson=-1", "davidson=nan", "davidson"]
+)
 def test_a_weight_for_an_unknown_source_or_not_a_number_is_refused(
     bad: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -241,12 +241,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     weights: dict[str, float] = {}
     for item in args.weight:
         source, _, value = item.partition("=")
+        if source not in SOURCE_BY_NAME:
+            parser.error(f"--weight {item!r}: sources are {', '.join(sorted(SOURCE_BY_NAME))}")
         try:
             weights[source] = float(value)
         except ValueError:
-            parser.error(f"--weight {item!r}: expected SOURCE=NUMBER")
-        if source not in SOURCE_BY_NAME or weights[source] < 0:
-            parser.error(f"--weight {item!r}: sources are {', '.join(sorted(SOURCE_BY_NAME))}")
+            weights[source] = math.nan
+        if not (math.isfinite(weights[source]) and weights[source] >= 0):
+            parser.error(f"--weight {item!r}: the weight must be a number >= 0")
     args.source_weights = tuple(sorted(weights.items()))
     if args.base is None:
         found = default_base()
