@@ -369,9 +369,11 @@ def test_a_weight_given_on_the_command_line_replaces_the_sources_own() -> None:
         ["--base", "x", "--weight", "tweeteval_offensive=4", "--weight", "davidson=0"]
     )
     assert args.source_weights == (("davidson", 0.0), ("tweeteval_offensive", 4.0))
-    cfg = train_transformer.TrainConfig(base="x", source_weights=args.source_weights)
     sources = ["tweeteval_offensive"] * 10 + ["davidson"] * 100 + ["templates"] * 5
-    seen = Counter(train_transformer.epoch_rows(sources, np.random.default_rng(0), cfg.weight_of))
+    rows = train_transformer.epoch_rows(
+        sources, np.random.default_rng(0), dict(args.source_weights)
+    )
+    seen = Counter(rows.tolist())
     assert [seen[i] for i in range(10)] == [4] * 10
     assert not any(seen[i] for i in range(10, 110))
     assert [seen[i] for i in range(110, 115)] == [1] * 5
@@ -383,9 +385,16 @@ def test_a_weight_given_on_the_command_line_replaces_the_sources_own() -> None:
 def test_a_weight_for_an_unknown_source_or_not_a_number_is_refused(
     bad: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit):
-        train_transformer.parse_args(["--base", "x", "--weight", bad])
-    assert "--weight" in capsys.readouterr().err
+    from training import train_tfidf
+
+    # Both trainers read `--weight` with the same corpus.weight_override.
+    for parse, argv in (
+        (train_transformer.parse_args, ["--base", "x"]),
+        (train_tfidf.parse_args, []),
+    ):
+        with pytest.raises(SystemExit):
+            parse([*argv, "--weight", bad])
+        assert "argument --weight" in capsys.readouterr().err
 
 
 @needs_torch

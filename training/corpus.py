@@ -15,9 +15,11 @@ so the two models see the same rows, the same weights and the same validation sp
 
 from __future__ import annotations
 
+import argparse
 import csv
 import gzip
 import hashlib
+import math
 import random
 import re
 from collections.abc import Mapping
@@ -110,6 +112,31 @@ SOURCES: tuple[Source, ...] = (
 # "Tried and not shipped").
 NARROW_NEGATIVES = frozenset({"edos", "stormfront", "mlma_en"})
 SOURCE_BY_NAME = {s.name: s for s in SOURCES}
+
+
+def source_weight(source: str, overrides: Mapping[str, float] | None = None) -> float:
+    """`source`'s training weight: the one `overrides` gives it, else its own in `SOURCES`."""
+    if overrides and source in overrides:
+        return overrides[source]
+    return SOURCE_BY_NAME[source].weight
+
+
+def weight_override(item: str) -> tuple[str, float]:
+    """A trainer's `--weight SOURCE=W` argument as (source, weight), or argparse's error."""
+    source, _, value = item.partition("=")
+    if source not in SOURCE_BY_NAME:
+        raise argparse.ArgumentTypeError(
+            f"{item!r}: sources are {', '.join(sorted(SOURCE_BY_NAME))}"
+        )
+    try:
+        weight = float(value)
+    except ValueError:
+        weight = math.nan
+    if not (math.isfinite(weight) and weight >= 0):
+        raise argparse.ArgumentTypeError(f"{item!r}: the weight must be a number >= 0")
+    return source, weight
+
+
 # The sources with val/test splits of their own that the models are judged on per source.
 EVALUATED_SOURCES: tuple[str, ...] = (
     "tweeteval_offensive",
@@ -201,13 +228,11 @@ class Corpus:
         self, weights: Mapping[str, float] | None = None
     ) -> dict[str, dict[str, int | float]]:
         """Rows and toxic rows per source and split, with each source's weight (or `weights`')."""
-        weights = weights or {}
         out: dict[str, dict[str, int | float]] = {}
         for name, part in (("train", self.train), ("val", self.val), ("test", self.test)):
             for source in sorted(set(part.sources)):
                 _, labels = part.of(source)
-                weight = weights.get(source, SOURCE_BY_NAME[source].weight)
-                row = out.setdefault(source, {"weight": weight})
+                row = out.setdefault(source, {"weight": source_weight(source, weights)})
                 row[f"{name}_rows"] = len(labels)
                 row[f"{name}_toxic"] = sum(labels)
         return out

@@ -56,7 +56,7 @@ from ml_prod_api.providers.tfidf import (
     lexicon_hits,
     normalize,
 )
-from training.corpus import SOURCE_BY_NAME, SOURCES, load_corpus
+from training.corpus import SOURCE_BY_NAME, SOURCES, load_corpus, source_weight, weight_override
 from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing, sha256_file
 from training.identity import ALL_ADJECTIVES, ALL_GROUPS, IDENTITY_NOUNS
 from training.identity_validation import bias_aware_threshold, identity_auc, selection_score
@@ -110,6 +110,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--weight",
         action="append",
         default=[],
+        type=weight_override,
         metavar="SOURCE=W",
         help="override a source's weight (corpus.SOURCES), e.g. davidson=0.5",
     )
@@ -332,10 +333,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     val_texts = _normalise_all(corpus.val.texts, "val")
     y = np.asarray(corpus.train.labels, dtype=np.int64)
     y_val = np.asarray(corpus.val.labels, dtype=np.int64)
-    overrides = {k: float(v) for k, _, v in (w.partition("=") for w in args.weight)}
-    source_weight = np.asarray(
-        [overrides.get(s, SOURCE_BY_NAME[s].weight) for s in corpus.train.sources]
-    )
+    overrides = dict(args.weight)
+    row_weight = np.asarray([source_weight(s, overrides) for s in corpus.train.sources])
     balance = source_balanced_weights(corpus.val.sources)
     features_cfg = FeatureConfig(char_min_df=args.char_min_df, word_min_df=args.word_min_df)
 
@@ -354,7 +353,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         if missing:
             raise SystemExit(f"{args.teacher} lacks {missing} training texts: score them again")
         target = (1.0 - args.teacher_share) * y + args.teacher_share * taught
-        x, y, source_weight, indicators = soft_rows(x, target, source_weight, indicators)
+        x, y, row_weight, indicators = soft_rows(x, target, row_weight, indicators)
         log.info("distilling from %s (share %.2f)", teacher_version, args.teacher_share)
     log.info(
         "%d identity-only features held at zero weight",
@@ -368,9 +367,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     results: list[tuple[FitConfig, float, dict[str, float]]] = []
     for i, c in enumerate(args.grid_c, 1):
         fit = FitConfig(C=c)
-        coef, intercept = fit_nblr(
-            x, y, source_weight, fit, args.seed, identity_columns, indicators
-        )
+        coef, intercept = fit_nblr(x, y, row_weight, fit, args.seed, identity_columns, indicators)
         val_margin = x_val @ coef + intercept
         aucs = per_source_auc(val_margin, y_val, corpus.val.sources)
         mean_auc = float(np.mean(list(aucs.values())))
@@ -388,7 +385,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     chosen, best_score, best_aucs = max(results, key=lambda r: r[1])
     log.info("chosen: %s (selection score %.4f)", chosen, best_score)
 
-    coef, intercept = fit_nblr(x, y, source_weight, chosen, args.seed, identity_columns, indicators)
+    coef, intercept = fit_nblr(x, y, row_weight, chosen, args.seed, identity_columns, indicators)
     val_logits = x_val @ coef + intercept
     # Calibration and threshold on the validation splits, each source weighted equally.
     platt_a, platt_b = fit_platt(val_logits, y_val, balance)
@@ -451,7 +448,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                 "share": args.teacher_share,
                 "target": "(1 - share) * label + share * the teacher's probability",
             },
-            "weights": {s: overrides.get(s, SOURCE_BY_NAME[s].weight) for s in SOURCE_BY_NAME},
+            "weights": {s: source_weight(s, overrides) for s in SOURCE_BY_NAME},
             "validation": "every source's val split: selection (mean per-source ROC-AUC, averaged "
             "with the held-out identity AUC), "
             "calibration and threshold (each source weighted equally)",

@@ -47,14 +47,20 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from training.corpus import SOURCE_BY_NAME, SOURCES, Corpus, load_corpus
+from training.corpus import (
+    SOURCES,
+    Corpus,
+    load_corpus,
+    source_weight,
+    weight_override,
+)
 from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing, sha256_file
 from training.identity_validation import bias_aware_threshold, identity_auc, selection_score
 from training.identity_validation import sentences as identity_sentences
@@ -153,9 +159,6 @@ class TrainConfig:
     # (source, weight) pairs that replace corpus.SOURCES' sampling weight for this run.
     source_weights: tuple[tuple[str, float], ...] = ()
 
-    def weight_of(self, source: str) -> float:
-        return dict(self.source_weights).get(source, SOURCE_BY_NAME[source].weight)
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
@@ -188,6 +191,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--weight",
         action="append",
         default=[],
+        type=weight_override,
         metavar="SOURCE=W",
         help="override a source's sampling weight (corpus.SOURCES), e.g. tweeteval_offensive=4",
     )
@@ -238,18 +242,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="skip training: calibrate and write the best checkpoint saved so far",
     )
     args = parser.parse_args(argv)
-    weights: dict[str, float] = {}
-    for item in args.weight:
-        source, _, value = item.partition("=")
-        if source not in SOURCE_BY_NAME:
-            parser.error(f"--weight {item!r}: sources are {', '.join(sorted(SOURCE_BY_NAME))}")
-        try:
-            weights[source] = float(value)
-        except ValueError:
-            weights[source] = math.nan
-        if not (math.isfinite(weights[source]) and weights[source] >= 0):
-            parser.error(f"--weight {item!r}: the weight must be a number >= 0")
-    args.source_weights = tuple(sorted(weights.items()))
+    args.source_weights = tuple(sorted(dict(args.weight).items()))
     if args.base is None:
         found = default_base()
         if found is None:
@@ -465,7 +458,7 @@ def linear_schedule(optimizer: Any, warmup: int, total: int) -> Any:
 def epoch_rows(
     sources: Sequence[str],
     rng: np.random.Generator,
-    weight_of: Callable[[str], float] = lambda source: SOURCE_BY_NAME[source].weight,
+    overrides: Mapping[str, float] | None = None,
 ) -> np.ndarray:
     """Row indices for one epoch: a fresh random sample of each source, its weight's share.
 
@@ -476,7 +469,7 @@ def epoch_rows(
     chosen: list[np.ndarray] = []
     for source in sorted(set(sources)):
         rows = np.flatnonzero(names == source)
-        whole, share = divmod(weight_of(source), 1.0)
+        whole, share = divmod(source_weight(source, overrides), 1.0)
         chosen.extend([rows] * int(whole))  # a weight of 2 takes every row twice
         k = round(len(rows) * share)
         chosen.append(np.sort(rng.choice(rows, size=k, replace=False)))
@@ -489,7 +482,7 @@ def batch_stream(
     """(epoch, row indices) for every batch, epoch after epoch, forever."""
     epoch = 0
     while True:
-        rows = epoch_rows(sources, rng, cfg.weight_of)
+        rows = epoch_rows(sources, rng, dict(cfg.source_weights))
         lengths = [len(train.ids[i]) for i in rows]
         for batch in length_grouped_batches(lengths, cfg.batch_size, cfg.megabatch, rng):
             yield epoch, rows[batch]
@@ -572,7 +565,9 @@ def train_model(
     from tqdm import tqdm
 
     rng = np.random.default_rng(cfg.seed)
-    rows_per_epoch = len(epoch_rows(train_sources, np.random.default_rng(0), cfg.weight_of))
+    rows_per_epoch = len(
+        epoch_rows(train_sources, np.random.default_rng(0), dict(cfg.source_weights))
+    )
     steps_per_epoch = math.ceil(rows_per_epoch / cfg.batch_size)
     total = max(1, round(steps_per_epoch * cfg.epochs))
     eval_steps = max(1, round(steps_per_epoch * cfg.eval_every))
@@ -767,7 +762,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.finalize_only:
         state = TrainState(**torch.load(checkpoints / "state.pt", weights_only=False)["state"])
         history = state.history or []
-        rows = len(epoch_rows(corpus.train.sources, np.random.default_rng(0), cfg.weight_of))
+        rows = len(
+            epoch_rows(corpus.train.sources, np.random.default_rng(0), dict(cfg.source_weights))
+        )
         steps_per_epoch = math.ceil(rows / cfg.batch_size)
         total = max(1, round(steps_per_epoch * cfg.epochs))
         summary = training_summary(state, total, steps_per_epoch, "finalized from a checkpoint")
