@@ -127,6 +127,15 @@ def test_readiness_waits_for_every_worker(client: TestClient, tmp_path) -> None:
     assert not (tmp_path / "ready-999999999").exists()
     (tmp_path / f"ready-{os.getppid()}").touch()  # a live second worker
     assert client.get("/readyz").status_code == 200
+    # The sibling drains first (SIGTERM reaches the workers one at a time): this worker, still
+    # ready itself, answers "draining" too, not "loading".
+    (tmp_path / f"ready-{os.getppid()}").unlink()
+    (tmp_path / f"draining-{os.getppid()}").touch()
+    r = client.get("/readyz")
+    assert r.status_code == 503
+    assert r.json()["status"] == "draining"
+    (tmp_path / f"ready-{os.getppid()}").touch()
     state.service.begin_drain()
     board.publish(state.service.readiness)
     assert not board.marker.exists()
+    assert board.draining_marker.exists()

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus-client's own variable
 MARKER_PREFIX = "ready-"
 DEGRADED_PREFIX = "metrics-degraded-"
+DRAINING_PREFIX = "draining-"
 # prometheus-client's own initial file size (`mmap_dict._INITIAL_MMAP_SIZE`): a reserved file looks
 # to the client exactly like one it made itself, and it grows a file only past this size.
 RESERVED_FILE_BYTES = 1 << 16
@@ -73,7 +74,7 @@ def metrics_directory(workers: int) -> Iterator[None]:
     given = os.environ.get(MULTIPROC_ENV)
     if given:
         Path(given).mkdir(parents=True, exist_ok=True)
-        for pattern in ("*.db", f"{MARKER_PREFIX}*", f"{DEGRADED_PREFIX}*"):
+        for pattern in ("*.db", f"{MARKER_PREFIX}*", f"{DEGRADED_PREFIX}*", f"{DRAINING_PREFIX}*"):
             for stale in Path(given).glob(pattern):
                 stale.unlink()
         yield
@@ -172,6 +173,7 @@ class WorkerBoard:
         self.directory = directory
         self.expected = expected
         self.marker = directory / f"{MARKER_PREFIX}{pid or os.getpid()}"
+        self.draining_marker = directory / f"{DRAINING_PREFIX}{pid or os.getpid()}"
 
     def publish(self, readiness: Readiness) -> None:
         """Called by the inference service on every readiness change of this worker."""
@@ -180,6 +182,15 @@ class WorkerBoard:
         else:
             with contextlib.suppress(FileNotFoundError):
                 self.marker.unlink()
+        # SIGTERM reaches the workers one after another: a worker still ready, asked in between,
+        # must answer "draining" like its sibling, not "loading". The marker stays until this
+        # process is gone (`_live_markers` drops it then). ReadyState is a StrEnum, compared by
+        # value: this module is imported before the serving package may be.
+        if readiness.state == "draining":
+            self.draining_marker.touch()
 
     def ready_workers(self) -> int:
         return _live_markers(self.directory, MARKER_PREFIX)
+
+    def draining_workers(self) -> int:
+        return _live_markers(self.directory, DRAINING_PREFIX)

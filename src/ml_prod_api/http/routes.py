@@ -381,6 +381,8 @@ async def readyz(request: Request) -> Any:
         count = board.ready_workers()
         if count < board.expected:
             status, ready = f"loading ({count} of {board.expected} workers ready)", False
+            if board.draining_workers():
+                status = "draining"
     body = ReadyResponse(
         status=status,
         ready=ready,
