@@ -387,7 +387,7 @@ def test_a_weight_for_an_unknown_source_or_not_a_number_is_refused(
 ) -> None:
     from training import train_tfidf
 
-    # Both trainers read `--weight` with the same corpus.weight_override.
+    # Both trainers take `--weight` from corpus.add_weight_argument.
     for parse, argv in (
         (train_transformer.parse_args, ["--base", "x"]),
         (train_tfidf.parse_args, []),

@@ -121,6 +121,18 @@ def source_weight(source: str, overrides: Mapping[str, float] | None = None) -> 
     return SOURCE_BY_NAME[source].weight
 
 
+def add_weight_argument(parser: argparse.ArgumentParser) -> None:
+    """Both trainers' `--weight SOURCE=W` (repeatable): `dict(args.weight)` is the overrides."""
+    parser.add_argument(
+        "--weight",
+        action="append",
+        default=[],
+        type=weight_override,
+        metavar="SOURCE=W",
+        help="override a source's weight (corpus.SOURCES), e.g. davidson=0.5",
+    )
+
+
 def weight_override(item: str) -> tuple[str, float]:
     """A trainer's `--weight SOURCE=W` argument as (source, weight), or argparse's error."""
     source, _, value = item.partition("=")

@@ -56,7 +56,7 @@ from ml_prod_api.providers.tfidf import (
     lexicon_hits,
     normalize,
 )
-from training.corpus import SOURCE_BY_NAME, SOURCES, load_corpus, source_weight, weight_override
+from training.corpus import SOURCE_BY_NAME, SOURCES, add_weight_argument, load_corpus, source_weight
 from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing, sha256_file
 from training.identity import ALL_ADJECTIVES, ALL_GROUPS, IDENTITY_NOUNS
 from training.identity_validation import bias_aware_threshold, identity_auc, selection_score
@@ -106,14 +106,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--grid-c", type=float, nargs="+", default=[2.0, 4.0, 8.0], help="C values to try"
     )
-    parser.add_argument(
-        "--weight",
-        action="append",
-        default=[],
-        type=weight_override,
-        metavar="SOURCE=W",
-        help="override a source's weight (corpus.SOURCES), e.g. davidson=0.5",
-    )
+    add_weight_argument(parser)
     parser.add_argument(
         "--no-source-indicators",
         dest="source_indicators",

@@ -57,9 +57,9 @@ import numpy as np
 from training.corpus import (
     SOURCES,
     Corpus,
+    add_weight_argument,
     load_corpus,
     source_weight,
-    weight_override,
 )
 from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing, sha256_file
 from training.identity_validation import bias_aware_threshold, identity_auc, selection_score
@@ -187,14 +187,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ):
         value = getattr(defaults, name)
         parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
-    parser.add_argument(
-        "--weight",
-        action="append",
-        default=[],
-        type=weight_override,
-        metavar="SOURCE=W",
-        help="override a source's sampling weight (corpus.SOURCES), e.g. tweeteval_offensive=4",
-    )
+    add_weight_argument(parser)
     parser.add_argument(
         "--narrow-negatives-out",
         action="store_true",
