@@ -1,5 +1,6 @@
-"""Distilling a shipped model into the tfidf trainer (`training.teacher_scores`,
-`train_tfidf --teacher`) and the corpus rule for narrow negatives, on the committed fixtures."""
+"""Distilling a shipped model into a trainer (`training.teacher_scores`, `--teacher` of
+`train_tfidf` and `train_transformer`) and the corpus rule for narrow negatives, on the committed
+fixtures."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import pytest
 import scipy.sparse as sp
 
 from ml_prod_api.providers.tfidf import TfidfProvider
-from training import train_tfidf
+from training import teacher_scores, train_tfidf
 from training.augment import has_abuse
 from training.corpus import NARROW_NEGATIVES, load_corpus
-from training.teacher_scores import TeacherScores, text_key
+from training.teacher_scores import TeacherScores, distillation_targets, text_key
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "training"
@@ -123,3 +124,59 @@ def test_teacher_scores_round_trip(tmp_path: Path) -> None:
     assert read.scores[trailing_zero] == 0.5
     looked_up = read.lookup(["b", "a", "c"])
     assert looked_up[:2].tolist() == [0.75, 0.25] and np.isnan(looked_up[2])
+
+
+def test_a_teacher_teaches_only_the_sources_it_is_given(tmp_path: Path) -> None:
+    """With `--teacher-source davidson`, a derived row of a Davidson tweet is taught too (it
+    shares its origin), every other row keeps its label, and only the taught rows must be in
+    the teacher's file."""
+    texts = ["a tweet", "a swap of that tweet", "a forum post", "a template"]
+    origins = ["davidson", "davidson", "stormfront", "templates"]
+    labels = np.array([1, 0, 1, 0])
+    path = tmp_path / "teacher.npz"
+    TeacherScores({text_key(texts[0]): 0.2, text_key(texts[1]): 0.6}, "teacher-2").write(path)
+    args = train_tfidf.parse_args(
+        ["--teacher", str(path), "--teacher-share", "0.5", "--teacher-source", "davidson"]
+    )
+    target, record = distillation_targets(args, texts, labels, origins)
+    assert target.tolist() == [0.6, 0.3, 1.0, 0.0]
+    assert record["rows"] == 2 and record["sources"] == ["davidson"]
+    assert record["model_version"] == "teacher-2"
+
+    every_row = train_tfidf.parse_args(["--teacher", str(path)])
+    with pytest.raises(SystemExit, match="lacks 2 training texts"):
+        distillation_targets(every_row, texts, labels, origins)
+
+
+@pytest.mark.parametrize(
+    "argv", [["--teacher-source", "reddit"], ["--teacher-share", "1.5"]], ids=["source", "share"]
+)
+def test_a_bad_teacher_argument_is_refused(
+    tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "teacher.npz"
+    TeacherScores({}, "teacher-2").write(path)
+    with pytest.raises(SystemExit) as refused:
+        args = train_tfidf.parse_args(["--teacher", str(path), *argv])
+        distillation_targets(args, [], np.array([]), [])
+    said = f"{refused.value.code} {capsys.readouterr().err}"
+    assert "'reddit': sources are" in said or "between 0 and 1, not 1.5" in said
+
+
+def test_teacher_scores_can_score_one_source_only(tmp_path: Path) -> None:
+    """`teacher_scores --source` scores the rows of that origin (training and validation) and
+    no others."""
+    output = tmp_path / "t.npz"
+    args = teacher_scores.parse_args(
+        ["--provider", "stub", "--data-dir", str(FIXTURES), "--output", str(output),
+         "--source", "davidson"]
+    )  # fmt: skip
+    scored = teacher_scores.run(args).scores
+    corpus = load_corpus(FIXTURES)
+    rows = [
+        (text, origin)
+        for split in (corpus.train, corpus.val)
+        for text, origin in zip(split.texts, split.origins, strict=True)
+    ]
+    davidson = {text_key(t) for t, o in rows if o == "davidson"}
+    assert davidson and set(scored) == davidson

@@ -641,3 +641,31 @@ def torch_load(path: Path) -> Any:
     import torch
 
     return torch.load(path, weights_only=False)
+
+
+@needs_torch
+def test_a_teachers_probability_replaces_the_label_as_the_target(tmp_path: Path) -> None:
+    """The same benign rows, fitted once on their 0 labels and once on a teacher's 0.9: only the
+    taught student scores them toxic, and its scores follow the teacher, not the labels."""
+    base = make_checkpoint(tmp_path / "tiny", "bert")
+    texts = ["what a great day", "the day is so great"] * 4
+    val_texts = ["you are an idiot", "a great day"] * 50
+
+    def fit(targets: np.ndarray | None, state: str) -> float:
+        tokenizer, model = train_transformer.load_base(str(base))
+        train = train_transformer.encode(tokenizer, texts, [0] * len(texts), 16)
+        val = train_transformer.encode(tokenizer, val_texts, [1, 0] * 50, 16)
+        cfg = train_transformer.TrainConfig(
+            base=str(base), batch_size=4, epochs=10, eval_every=10, patience=99, threads=1,
+            learning_rate=1e-3, seed=1,
+        )  # fmt: skip
+        train_transformer.train_model(
+            model, tokenizer, train, ["davidson"] * len(texts), val,
+            ["tweeteval_offensive"] * len(val_texts), cfg, tmp_path / state, progress=False,
+            targets=targets,
+        )  # fmt: skip
+        logits = train_transformer.predict_logits(model, train.ids, tokenizer.pad_token_id)
+        return float(train_transformer.softmax_toxic(logits).mean())
+
+    assert fit(None, "labels") < 0.2
+    assert fit(np.full(len(texts), 0.9), "taught") > 0.6

@@ -133,6 +133,15 @@ def add_weight_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def known_source(name: str) -> str:
+    """argparse `type=` for a source's name: refuses a name `SOURCES` does not have."""
+    if name not in SOURCE_BY_NAME:
+        raise argparse.ArgumentTypeError(
+            f"{name!r}: sources are {', '.join(sorted(SOURCE_BY_NAME))}"
+        )
+    return name
+
+
 def weight_override(item: str) -> tuple[str, float]:
     """A trainer's `--weight SOURCE=W` argument as (source, weight), or argparse's error."""
     source, _, value = item.partition("=")

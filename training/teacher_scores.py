@@ -6,9 +6,10 @@ Every distinct text of `load_corpus`'s training rows (as the trainers see them: 
 respelt copies, punctuation and style changes included) and of the validation splits is scored
 by the served provider, so the scores are exactly what that provider answers. The file maps the
 SHA-1 of each text to its probability and records the teacher's model version; `train_tfidf
---teacher FILE` reads it. The run saves its progress every few thousand texts and resumes from
-the file, since scoring about 110,000 texts with the onnx model takes ten minutes or more on
-two cores.
+--teacher FILE` and `train_transformer --teacher FILE` read it. `--source NAME` (repeatable) scores
+only the rows that come from those sources, for a teacher that is to teach only them. The run saves
+its progress every few thousand texts and resumes from the file, since scoring about 110,000 texts
+with the onnx model takes ten minutes or more on two cores.
 """
 
 from __future__ import annotations
@@ -17,12 +18,12 @@ import argparse
 import hashlib
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from training.corpus import load_corpus
+from training.corpus import known_source, load_corpus
 from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +65,61 @@ class TeacherScores:
         return np.asarray([self.scores.get(text_key(t), np.nan) for t in texts], dtype=np.float64)
 
 
+def add_teacher_arguments(parser: argparse.ArgumentParser) -> None:
+    """The distillation arguments both trainers take."""
+    parser.add_argument(
+        "--teacher",
+        type=Path,
+        help="distil: a `training.teacher_scores` file; each training row's target becomes "
+        "(1 - share) * its label + share * the teacher's probability",
+    )
+    parser.add_argument(
+        "--teacher-share",
+        type=float,
+        default=1.0,
+        help="the teacher's part of the target (0 = labels only, 1 = the teacher only)",
+    )
+    parser.add_argument(
+        "--teacher-source",
+        dest="teacher_sources",
+        action="append",
+        type=known_source,
+        default=[],
+        metavar="SOURCE",
+        help="distil only the rows that come from this source (repeatable; default: every row)",
+    )
+
+
+def distillation_targets(
+    args: argparse.Namespace, texts: Sequence[str], labels: np.ndarray, origins: Sequence[str]
+) -> tuple[np.ndarray, dict[str, object]]:
+    """Each training row's target in [0, 1] under `args.teacher`, and what to record of it.
+
+    Rows from the `args.teacher_sources` (by origin, so a swap or respelt copy of a tweet is a
+    tweet; every row when none is named) get (1 - share) * label + share * the teacher's
+    probability; the others keep their label. A teacher that lacks one of those texts is refused:
+    a silent fallback to the label would be a different recipe.
+    """
+    if not 0.0 <= args.teacher_share <= 1.0:
+        raise SystemExit(f"--teacher-share must be between 0 and 1, not {args.teacher_share}")
+    teacher = TeacherScores.read(args.teacher)
+    taught = np.asarray([not args.teacher_sources or o in args.teacher_sources for o in origins])
+    probs = teacher.lookup([t for t, keep in zip(texts, taught, strict=True) if keep])
+    missing = int(np.isnan(probs).sum())
+    if missing:
+        raise SystemExit(f"{args.teacher} lacks {missing} training texts: score them again")
+    target = np.asarray(labels, dtype=np.float64).copy()
+    target[taught] = (1.0 - args.teacher_share) * target[taught] + args.teacher_share * probs
+    record: dict[str, object] = {
+        "model_version": teacher.model_version,
+        "share": args.teacher_share,
+        "sources": sorted(args.teacher_sources) or "all",
+        "rows": int(taught.sum()),
+        "target": "(1 - share) * label + share * the teacher's probability",
+    }
+    return target, record
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m training.teacher_scores", description=__doc__.split("\n\n")[0]
@@ -73,6 +129,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--seed", type=int, default=20190101, help="the trainers' corpus seed")
     parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument(
+        "--source",
+        dest="sources",
+        action="append",
+        type=known_source,
+        default=[],
+        metavar="SOURCE",
+        help="score only the rows from this source (repeatable; default: every row)",
+    )
     return parser.parse_args(argv)
 
 
@@ -90,8 +155,15 @@ def run(args: argparse.Namespace) -> TeacherScores:
             )
         log.info("resuming: %d texts already scored", len(scores.scores))
     corpus = load_corpus(args.data_dir, seed=args.seed)
+    wanted = set(args.sources)
+    rows = [
+        text
+        for split in (corpus.train, corpus.val)
+        for text, origin in zip(split.texts, split.origins, strict=True)
+        if not wanted or origin in wanted
+    ]
     todo: dict[bytes, str] = {}
-    for text in corpus.train.texts + corpus.val.texts:
+    for text in rows:
         key = text_key(text)
         if key not in scores.scores:
             todo.setdefault(key, text)

@@ -66,7 +66,7 @@ from training.selection import (
     per_source_auc,
     source_balanced_weights,
 )
-from training.teacher_scores import TeacherScores
+from training.teacher_scores import add_teacher_arguments, distillation_targets
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -126,18 +126,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_false",
         help="let identity-only features take weights like any other",
     )
-    parser.add_argument(
-        "--teacher",
-        type=Path,
-        help="distil: a `training.teacher_scores` file; each training row's target becomes "
-        "(1 - share) * its label + share * the teacher's probability",
-    )
-    parser.add_argument(
-        "--teacher-share",
-        type=float,
-        default=1.0,
-        help="the teacher's part of the target (0 = labels only, 1 = the teacher only)",
-    )
+    add_teacher_arguments(parser)
     parser.add_argument("--char-min-df", type=int, default=FeatureConfig.char_min_df)
     parser.add_argument("--word-min-df", type=int, default=FeatureConfig.word_min_df)
     return parser.parse_args(argv)
@@ -337,17 +326,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     log.info("features: %d word + %d char + 1 lexicon", feats.n_word, x.shape[1] - feats.n_word - 1)
     identity_columns = identity_feature_columns(feats) if args.identity_zeroing else None
     indicators = source_indicators(corpus.train.sources) if args.source_indicators else None
-    teacher_version = None
+    teacher = None
     if args.teacher is not None:
-        teacher = TeacherScores.read(args.teacher)
-        teacher_version = teacher.model_version
-        taught = teacher.lookup(corpus.train.texts)
-        missing = int(np.isnan(taught).sum())
-        if missing:
-            raise SystemExit(f"{args.teacher} lacks {missing} training texts: score them again")
-        target = (1.0 - args.teacher_share) * y + args.teacher_share * taught
+        target, teacher = distillation_targets(args, corpus.train.texts, y, corpus.train.origins)
         x, y, row_weight, indicators = soft_rows(x, target, row_weight, indicators)
-        log.info("distilling from %s (share %.2f)", teacher_version, args.teacher_share)
+        log.info("distilling from %s (share %.2f)", teacher["model_version"], args.teacher_share)
     log.info(
         "%d identity-only features held at zero weight",
         0 if identity_columns is None else len(identity_columns),
@@ -434,13 +417,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "files": corpus.files,
             "sources": corpus.counts(),
             "how": "per-row loss weight = the source's weight",
-            "teacher": None
-            if teacher_version is None
-            else {
-                "model_version": teacher_version,
-                "share": args.teacher_share,
-                "target": "(1 - share) * label + share * the teacher's probability",
-            },
+            "teacher": teacher,
             "weights": {s: source_weight(s, overrides) for s in SOURCE_BY_NAME},
             "validation": "every source's val split: selection (mean per-source ROC-AUC, averaged "
             "with the held-out identity AUC), "

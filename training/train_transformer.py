@@ -28,6 +28,11 @@ threshold use every source's validation split; test splits are not read here
   (offset 0), and the saved model is scored without offsets, as it is served. The transformer's
   counterpart of the tfidf model's source-indicator columns. `--offset-weight-decay` pulls the
   offsets toward 0, so they take only part of each base rate.
+- `--teacher FILE` (an option): distillation, as in `train_tfidf`. A `training.teacher_scores`
+  file gives each training row a target of (1 - `--teacher-share`) * label + share * the
+  teacher's probability, for the rows of the `--teacher-source` sources only (every row when
+  none is named), and the cross-entropy takes that probability as its target; e.g. the tweets
+  taught by a tweet-only model, the other sources by their labels.
 - Calibration: Platt scaling of the logit difference on the validation splits (each source
   weighted equally), folded into the classifier layer, so the checkpoint's own softmax is
   calibrated and serving needs nothing extra. The threshold is the one with the best macro-F1.
@@ -69,6 +74,7 @@ from training.selection import (
     per_source_auc,
     source_balanced_weights,
 )
+from training.teacher_scores import add_teacher_arguments, distillation_targets
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -188,6 +194,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         value = getattr(defaults, name)
         parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
     add_weight_argument(parser)
+    add_teacher_arguments(parser)
     parser.add_argument(
         "--narrow-negatives-out",
         action="store_true",
@@ -543,6 +550,7 @@ def train_model(
     progress: bool = True,
     identity: tuple[Encoded, Sequence[str]] | None = None,
     train_origins: Sequence[str] | None = None,
+    targets: np.ndarray | None = None,
 ) -> tuple[Any, list[dict[str, Any]], dict[str, Any]]:
     """Fine-tune with early stopping on the validation score; resumable.
 
@@ -553,6 +561,8 @@ def train_model(
     stopped (the batch order is replayed from the seed, so a resumed run sees the same batches).
     With `cfg.source_offsets`, `train_origins` (each training row's source of origin) gives
     every row its source's offset (`SourceOffsets`); validation is scored without them.
+    `targets` (each training row's probability of toxic, from `distillation_targets`) replaces
+    the 0/1 labels as the cross-entropy's target.
     """
     import torch
     from tqdm import tqdm
@@ -607,7 +617,11 @@ def train_model(
         logits = model(**batch).logits
         if offsets is not None:
             logits = offsets.apply(logits, rows)
-        loss = loss_fn(logits, torch.from_numpy(train.labels[rows]))
+        if targets is None:
+            loss = loss_fn(logits, torch.from_numpy(train.labels[rows]))
+        else:
+            toxic = torch.from_numpy(targets[rows]).to(logits.dtype)
+            loss = loss_fn(logits, torch.stack([1.0 - toxic, toxic], dim=1))
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -751,6 +765,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     truncated = sum(len(x) >= cfg.max_length for x in train.ids) / len(train)
     log.info("tokenised; %.2f%% of training texts truncated at %d", 100 * truncated, cfg.max_length)
 
+    targets, teacher = None, None
+    if args.teacher is not None:
+        targets, teacher = distillation_targets(
+            args, corpus.train.texts, train.labels, corpus.train.origins
+        )
+        log.info("distilling %d rows from %s", teacher["rows"], teacher["model_version"])
+
     checkpoints = args.checkpoint_dir or args.output.with_name(args.output.name + "-state")
     if args.finalize_only:
         state = TrainState(**torch.load(checkpoints / "state.pt", weights_only=False)["state"])
@@ -776,6 +797,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             progress=not args.no_progress,
             identity=(identity, id_terms),
             train_origins=corpus.train.origins,
+            targets=targets,
         )
 
     # Calibration and threshold on the pooled validation splits, each source weighted equally,
@@ -840,6 +862,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "narrow_negatives_out": args.narrow_negatives_out,
             "insult_templates": args.insult_templates,
             "train_on_served_text": args.train_on_served_text,
+            "teacher": teacher,
         },
         "hyperparameters": asdict(cfg)
         | {
