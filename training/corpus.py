@@ -215,6 +215,55 @@ def davidson_split(text: str) -> str:
     return "train" if unit < 0.90 else ("val" if unit < 0.95 else "test")
 
 
+# A row's second target, `identity_attack`: 1 an attack on people for who they are (their
+# origin, religion, gender, sexuality, disability, ...), 0 not one (benign, or abuse of another
+# kind), UNKNOWN where the source does not say (OLID's "offensive" names no target).
+UNKNOWN = -1
+IDENTITY_ATTACK_MAPPING: dict[str, str] = {
+    "tweeteval_offensive": "unknown: OLID's offensive label does not say who is attacked",
+    "davidson": "class 0 hate speech -> 1; 1 offensive and 2 neither -> 0",
+    "hatexplain": "majority hatespeech -> 1; majority offensive or normal -> 0; no majority -> "
+    "unknown",
+    "edos": "1 sexist -> 1 (an attack on women as women); 0 not sexist -> 0",
+    "stormfront": "1 hate (a deliberate attack on a group) -> 1; 0 -> 0",
+    "mlma_en": "a hostility type with 'hateful' and a target attribute other than 'other' -> 1; "
+    "normal -> 0; other hostility -> unknown (offensive about a group is neither clearly)",
+    "convabuse": "abusive with at least half the annotators voting ableist, homophobic, racist, "
+    "sexist or transphobic -> 1; not abusive, or abusive with no such vote -> 0; else unknown",
+    "toxigen_prompts": "1 a statement from a hate prompt file -> 1; 0 -> 0",
+    "templates": "benign templates -> 0; the threat and insult templates -> unknown",
+    "counterfactual": "the original row's",
+    "obfuscated": "the original row's",
+}
+_IDENTITY_VOTES = (
+    "votes_ableist",
+    "votes_homophobic",
+    "votes_racist",
+    "votes_sexist",
+    "votes_transphobic",
+)
+
+
+def identity_attack_label(source: str, row: Mapping[str, str]) -> int:
+    """`row`'s identity_attack target under `IDENTITY_ATTACK_MAPPING` (a row of a `GZ_SOURCES`
+    file)."""
+    label = int(row["label"])
+    if source == "hatexplain":
+        kind = row["majority_3class"]
+        return 1 if kind == "hatespeech" else (0 if kind in ("offensive", "normal") else UNKNOWN)
+    if source == "mlma_en":
+        if label == 0:
+            return 0
+        hateful = "hateful" in row["hostility_type"].split("_")
+        return 1 if hateful and row["target_attribute"] != "other" else UNKNOWN
+    if source == "convabuse":
+        votes = sum(int(row[k]) for k in _IDENTITY_VOTES)
+        if label == 0 or votes == 0:
+            return 0
+        return 1 if 2 * votes >= int(row["n_annotators"]) else UNKNOWN
+    return label  # edos, stormfront, toxigen_prompts: the label is about a group
+
+
 @dataclass
 class Split:
     texts: list[str] = field(default_factory=list)
@@ -223,12 +272,21 @@ class Split:
     # The source a derived row (an identity swap, a respelt copy) was made from; the row's own
     # source otherwise.
     origins: list[str] = field(default_factory=list)
+    identity: list[int] = field(default_factory=list)  # identity_attack: 1, 0 or UNKNOWN
 
-    def add(self, text: str, label: int, source: str, origin: str | None = None) -> None:
+    def add(
+        self,
+        text: str,
+        label: int,
+        source: str,
+        origin: str | None = None,
+        identity: int = UNKNOWN,
+    ) -> None:
         self.texts.append(text)
         self.labels.append(label)
         self.sources.append(source)
         self.origins.append(origin or source)
+        self.identity.append(identity)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -302,10 +360,12 @@ def load_corpus(
 
     davidson = read_davidson(data_dir / "davidson" / "labeled_data.csv")
     files |= davidson.files
-    for text, label in list(zip(davidson.texts, davidson.labels, strict=True))[: limit or None]:
+    rows_d = zip(davidson.texts, davidson.labels, davidson.extra["class"], strict=True)
+    for text, label, kind in list(rows_d)[: limit or None]:
         split = davidson_split(text)
         if split != "test" or include_test:
-            parts[split].add(harmonise_davidson(text), label, "davidson")
+            hate = int(kind == "0")
+            parts[split].add(harmonise_davidson(text), label, "davidson", identity=hate)
 
     for name in GZ_SOURCES:
         path = data_dir / name / f"{name}.csv.gz"
@@ -323,7 +383,9 @@ def load_corpus(
             ):
                 continue
             if split != "test" or include_test:
-                parts[split].add(row["text"], label, name)
+                parts[split].add(
+                    row["text"], label, name, identity=identity_attack_label(name, row)
+                )
 
     rng = random.Random(seed)
     n_original = len(train)
@@ -339,12 +401,21 @@ def load_corpus(
         if ANY_PATTERN.search(train.texts[i]):
             swapped = swap_identities(train.texts[i], rng)
             if swapped is not None:
-                train.add(swapped, train.labels[i], "counterfactual", train.origins[i])
+                train.add(
+                    swapped,
+                    train.labels[i],
+                    "counterfactual",
+                    train.origins[i],
+                    train.identity[i],
+                )
     for i in range(n_original):
         if _hash_unit(train.texts[i] + "obfuscate") < obfuscated_share:
             respelt = obfuscated_copy(train.texts[i], rng)
             if respelt is not None:
-                train.add(respelt, train.labels[i], "obfuscated", train.origins[i])
+                train.add(
+                    respelt, train.labels[i], "obfuscated", train.origins[i], train.identity[i]
+                )
     for row in template_rows(seed, insults=insult_templates):
-        train.add(toggle_final_punctuation(row.text, punctuation_share), row.label, "templates")
+        text = toggle_final_punctuation(row.text, punctuation_share)
+        train.add(text, row.label, "templates", identity=0 if row.label == 0 else UNKNOWN)
     return Corpus(train=train, val=val, test=test, files=files)

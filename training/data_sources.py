@@ -87,11 +87,19 @@ def read_davidson(path: Path) -> LabeledTexts:
     """Davidson et al.: `class` 0 (hate speech) or 1 (offensive) is toxic, 2 (neither) is not."""
     texts: list[str] = []
     labels: list[int] = []
+    classes: list[str] = []
     with require(path).open(encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle):
             texts.append(row["tweet"])
             labels.append(1 if row["class"] in ("0", "1") else 0)
-    return LabeledTexts("davidson", texts, labels, files={_display(path): sha256_file(path)})
+            classes.append(row["class"])
+    return LabeledTexts(
+        "davidson",
+        texts,
+        labels,
+        files={_display(path): sha256_file(path)},
+        extra={"class": classes},
+    )
 
 
 def read_bias_madlibs(path: Path) -> LabeledTexts:
