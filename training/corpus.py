@@ -257,8 +257,12 @@ def identity_attack_label(source: str, row: Mapping[str, str]) -> int:
         hateful = "hateful" in row["hostility_type"].split("_")
         return 1 if hateful and row["target_attribute"] != "other" else UNKNOWN
     if source == "convabuse":
+        if label == 0:
+            return 0
+        if any(k not in row for k in _IDENTITY_VOTES):  # a copy without the vote columns
+            return UNKNOWN
         votes = sum(int(row[k]) for k in _IDENTITY_VOTES)
-        if label == 0 or votes == 0:
+        if votes == 0:
             return 0
         return 1 if 2 * votes >= int(row["n_annotators"]) else UNKNOWN
     return label  # edos, stormfront, toxigen_prompts: the label is about a group

@@ -238,7 +238,11 @@ class CascadeProvider(Provider):
             second = self._stage2([texts[i] for i in chosen])
             for i, score in zip(chosen, second, strict=True):
                 p = config.calibration(score.probability_toxic)
-                out[i] = Score(probability_toxic=p, stage=STAGE2)
+                # A head only one stage has (tfidf's identity_attack) is kept for every text;
+                # `toxic` is the score the cascade answers.
+                heads = (first[i].labels or {}) | (score.labels or {})
+                labels = heads | {"toxic": p} if heads else None
+                out[i] = Score(probability_toxic=p, stage=STAGE2, labels=labels)
         return out
 
     def _stage2(self, texts: list[str]) -> list[Score]:

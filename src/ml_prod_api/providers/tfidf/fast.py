@@ -87,9 +87,11 @@ def supports(word_vectorizer: TfidfVectorizer, char_vectorizer: TfidfVectorizer)
 def _linear_part(
     ids: list[int], lengths: list[int], n_docs: int, idf: np.ndarray, coef: np.ndarray
 ) -> np.ndarray:
-    """sum_i(tfidf_i * coef_i) / ||tfidf|| per document, from the flat feature ids."""
+    """sum_i(tfidf_i * coef_i) / ||tfidf|| per document, from the flat feature ids; one column
+    per column of `coef` when it has two dimensions (a model with more than one head)."""
+    shape = (n_docs,) + coef.shape[1:]
     if not ids:
-        return np.zeros(n_docs)
+        return np.zeros(shape)
     size = len(idf)
     doc = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
     keys = doc * size + np.asarray(ids, dtype=np.int64)
@@ -98,10 +100,13 @@ def _linear_part(
     cols = unique - rows * size
     weights = (np.log(counts) + 1.0) * idf[cols]  # sublinear tf times idf, as scikit-learn
     norm2 = np.bincount(rows, weights=weights * weights, minlength=n_docs)
-    dot = np.bincount(rows, weights=weights * coef[cols], minlength=n_docs)
-    safe = np.where(norm2 > 0, norm2, 1.0)
-    out: np.ndarray = np.where(norm2 > 0, dot / np.sqrt(safe), 0.0)
-    return out
+    safe = np.sqrt(np.where(norm2 > 0, norm2, 1.0))
+    per_head = coef[cols].reshape(len(cols), -1)
+    out = np.empty((n_docs, per_head.shape[1]))
+    for head in range(per_head.shape[1]):
+        dot = np.bincount(rows, weights=weights * per_head[:, head], minlength=n_docs)
+        out[:, head] = np.where(norm2 > 0, dot / safe, 0.0)
+    return out.reshape(shape)
 
 
 class FastLinearScorer:
@@ -142,7 +147,8 @@ class FastLinearScorer:
         return [i for i in map(get, grams) if i is not None]
 
     def linear(self, normalized: Sequence[str]) -> np.ndarray:
-        """The word and character parts of the logit (without lexicon and intercept)."""
+        """The word and character parts of the logit (without lexicon and intercept): one value
+        per text, or one row per text when the weights have a column per head."""
         word_ids: list[int] = []
         word_lengths: list[int] = []
         char_ids: list[int] = []

@@ -25,7 +25,7 @@ import functools
 import re
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,8 +55,36 @@ def lexicon_hits(normalized: str, lexicon: frozenset[str]) -> int:
 
 
 @dataclass(frozen=True, eq=False)
+class LinearHead:
+    """A second score on the same features: its own folded weights and intercept."""
+
+    coef_word: np.ndarray
+    coef_char: np.ndarray
+    coef_lexicon: float
+    intercept: float
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "coef_word": self.coef_word,
+            "coef_char": self.coef_char,
+            "coef_lexicon": self.coef_lexicon,
+            "intercept": self.intercept,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> LinearHead:
+        return cls(
+            coef_word=np.asarray(payload["coef_word"], dtype=np.float64),
+            coef_char=np.asarray(payload["coef_char"], dtype=np.float64),
+            coef_lexicon=float(payload["coef_lexicon"]),
+            intercept=float(payload["intercept"]),
+        )
+
+
+@dataclass(frozen=True, eq=False)
 class LinearTextModel:
-    """The fitted model: two stock TfidfVectorizers, a lexicon and one folded weight vector."""
+    """The fitted model: two stock TfidfVectorizers, a lexicon and one folded weight vector for
+    toxicity, plus optional `heads` (e.g. `identity_attack`) scored from the same features."""
 
     word: TfidfVectorizer
     char: TfidfVectorizer
@@ -66,6 +94,7 @@ class LinearTextModel:
     lexicon: frozenset[str]
     lexicon_scale: float
     coef_lexicon: float
+    heads: dict[str, LinearHead] = field(default_factory=dict)
 
     def to_payload(self) -> dict[str, Any]:
         # A plain dict of stock scikit-learn objects and arrays: the pickle does not reference this
@@ -81,6 +110,13 @@ class LinearTextModel:
             "lexicon": sorted(self.lexicon),
             "lexicon_scale": self.lexicon_scale,
             "coef_lexicon": self.coef_lexicon,
+            # Optional: an artifact without heads loads as before, and a loader that does not
+            # know heads ignores the key.
+            **(
+                {"heads": {name: head.to_payload() for name, head in sorted(self.heads.items())}}
+                if self.heads
+                else {}
+            ),
         }
 
     @classmethod
@@ -97,10 +133,16 @@ class LinearTextModel:
             lexicon=frozenset(payload["lexicon"]),
             lexicon_scale=float(payload["lexicon_scale"]),
             coef_lexicon=float(payload["coef_lexicon"]),
+            heads={
+                str(name): LinearHead.from_payload(head)
+                for name, head in (payload.get("heads") or {}).items()
+            },
         )
-        if model.coef_word.shape != (len(model.word.vocabulary_),) or model.coef_char.shape != (
-            len(model.char.vocabulary_),
-        ):
+        shapes = [(model.coef_word, model.coef_char)] + [
+            (head.coef_word, head.coef_char) for head in model.heads.values()
+        ]
+        expected = ((len(model.word.vocabulary_),), (len(model.char.vocabulary_),))
+        if any((word.shape, char.shape) != expected for word, char in shapes):
             raise ValueError("weight vectors do not match the vocabularies")
         return model
 
@@ -115,15 +157,25 @@ class LinearTextModel:
         feature: np.ndarray = self.lexicon_scale * np.log1p(np.asarray(hits, dtype=np.float64))
         return feature
 
-    def logits(self, normalized: Sequence[str]) -> np.ndarray:
-        """The reference computation, with scikit-learn's transform."""
-        x_word, x_char = self.features(normalized)
-        logits: np.ndarray = (
-            x_word @ self.coef_word
-            + x_char @ self.coef_char
-            + self.coef_lexicon * self.lexicon_feature(normalized)
-            + self.intercept
+    @functools.cached_property
+    def _weights(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Word, character and lexicon weights and intercepts, one column per score (toxicity
+        first, then each head)."""
+        heads = list(self.heads.values())
+        return (
+            np.column_stack([self.coef_word] + [h.coef_word for h in heads]),
+            np.column_stack([self.coef_char] + [h.coef_char for h in heads]),
+            np.asarray([self.coef_lexicon] + [h.coef_lexicon for h in heads]),
+            np.asarray([self.intercept] + [h.intercept for h in heads]),
         )
+
+    def logits(self, normalized: Sequence[str]) -> np.ndarray:
+        """The reference computation, with scikit-learn's transform: one column per score."""
+        x_word, x_char = self.features(normalized)
+        coef_word, coef_char, coef_lexicon, intercept = self._weights
+        lexicon = self.lexicon_feature(normalized)[:, None]
+        logits: np.ndarray = x_word @ coef_word + x_char @ coef_char + lexicon * coef_lexicon
+        logits += intercept
         return logits
 
     @functools.cached_property
@@ -132,23 +184,27 @@ class LinearTextModel:
         # settings it does not implement.
         if not supports(self.word, self.char):
             return None
-        return FastLinearScorer(self.word, self.char, self.coef_word, self.coef_char)
+        coef_word, coef_char, _, _ = self._weights
+        return FastLinearScorer(self.word, self.char, coef_word, coef_char)
 
     def fast_logits(self, normalized: Sequence[str]) -> np.ndarray:
+        """`logits`, by the fast path where it applies: one column per score."""
         if self.fast is None:
             return self.logits(normalized)
-        logits: np.ndarray = (
-            self.fast.linear(normalized)
-            + self.coef_lexicon * self.lexicon_feature(normalized)
-            + self.intercept
-        )
+        _, _, coef_lexicon, intercept = self._weights
+        lexicon = self.lexicon_feature(normalized)[:, None]
+        logits: np.ndarray = self.fast.linear(normalized) + lexicon * coef_lexicon + intercept
         return logits
+
+    def predict_scores(self, texts: Sequence[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Probability of the toxic class for raw texts (normalised here), and each head's."""
+        logits = self.fast_logits([normalize(text) for text in texts])
+        proba: np.ndarray = 1.0 / (1.0 + np.exp(-logits))
+        return proba[:, 0], {name: proba[:, i] for i, name in enumerate(self.heads, 1)}
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Probability of the toxic class for raw texts (normalised here)."""
-        logits = self.fast_logits([normalize(text) for text in texts])
-        proba: np.ndarray = 1.0 / (1.0 + np.exp(-logits))
-        return proba
+        return self.predict_scores(texts)[0]
 
 
 def resolve_artifact(path: Path) -> tuple[Path, Path]:

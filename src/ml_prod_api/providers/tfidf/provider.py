@@ -61,8 +61,16 @@ class TfidfProvider(Provider):
     def predict_batch(self, texts: Sequence[str]) -> list[Score]:
         if not texts:
             return []
-        proba = self.model.predict_proba(texts)
-        return [Score(probability_toxic=float(p)) for p in proba]
+        toxic, heads = self.model.predict_scores(texts)
+        if not heads:
+            return [Score(probability_toxic=float(p)) for p in toxic]
+        return [
+            Score(
+                probability_toxic=float(p),
+                labels={"toxic": float(p)} | {name: float(q[i]) for name, q in heads.items()},
+            )
+            for i, p in enumerate(toxic)
+        ]
 
     def explain(self, text: str, top_k: int = 10) -> list[Contribution]:
         """The n-grams with the largest share of the toxic logit, largest magnitude first.
