@@ -290,6 +290,19 @@ def fit_nblr(
     return model.coef_.ravel() * ratio, float(model.intercept_[0])
 
 
+def write_artifact(model: LinearTextModel, path: Path) -> str:
+    """Dump the model to `path` and return the file's sha256.
+
+    A vectorizer's first `transform` caches `_stop_words_id`, the memory address of its stop-word
+    list (scikit-learn's `_check_stop_words_consistency`): a different number in every process,
+    so it is dropped and the same model is always the same bytes (it is recomputed on use).
+    """
+    for vectorizer in (model.word, model.char):
+        vectorizer.__dict__.pop("_stop_words_id", None)
+    joblib.dump(model.to_payload(), path, compress=("zlib", 3), protocol=5)
+    return sha256_file(path)
+
+
 def sigmoid(z: np.ndarray) -> np.ndarray:
     out: np.ndarray = 1.0 / (1.0 + np.exp(-z))
     return out
@@ -396,8 +409,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     args.output.mkdir(parents=True, exist_ok=True)
     model_path = args.output / ARTIFACT_FILE
-    joblib.dump(model.to_payload(), model_path, compress=("zlib", 3), protocol=5)
-    model_sha = sha256_file(model_path)
+    model_sha = write_artifact(model, model_path)
     metadata: dict[str, Any] = {
         "model_version": f"tfidf-nblr-{model_sha[:12]}",
         "provider": "tfidf",
