@@ -17,7 +17,10 @@ what is measured is what is served, at the threshold the artifact records. Repor
   the identity make benign text look toxic?) and BNSP AUC, plus the challenge's final bias
   metric (0.25 overall AUC + 0.75 x the power-mean (p = -5) of the three per-identity means);
 - the behavioural suite (`functional_suite.py`): accuracy per functionality;
-- a reliability diagram (calibration plot) per model under docs/model/.
+- a reliability diagram (calibration plot) per model under docs/model/;
+- for a model with an `identity_attack` head (`train_identity_head.py`): its ROC-AUC per source
+  on the test rows whose source says whether they are one, beside the toxic score's on the same
+  rows, and its mean score per functionality of the suite.
 
 `--write-metadata` stores the figures under `metrics` in the artifact's `metadata.json`;
 `--markdown FILE` writes the tables MODEL_CARD.md quotes.
@@ -34,7 +37,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from training.corpus import EVALUATED_SOURCES, load_corpus
+from training.corpus import EVALUATED_SOURCES, UNKNOWN, Split, load_corpus
 from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing, read_bias_madlibs
 from training.evaluate import _pyplot, _save, bias_report, score, score_all, split_metrics
 from training.functional_suite import accuracy_by_functionality, read_suite
@@ -114,6 +117,39 @@ def plot_reliability(proba: np.ndarray, y: np.ndarray, title: str, path: Path) -
     return _save(fig, path)
 
 
+HEAD = "identity_attack"
+
+
+def head_report(
+    scores: list[Any], split: Split, toxic: np.ndarray, suite: list[Any], suite_scores: list[Any]
+) -> dict[str, Any] | None:
+    """The `identity_attack` head, if the model has one: per-source test ROC-AUC against the
+    corpus' identity_attack targets (rows of unknown target left out), the toxic score's on the
+    same rows as the baseline it must beat, and the mean head score per suite functionality."""
+    if not scores or not scores[0].labels or HEAD not in scores[0].labels:
+        return None
+    head = np.asarray([s.labels[HEAD] for s in scores], dtype=np.float64)
+    target = np.asarray(split.identity)
+    sources = np.asarray(split.sources)
+    per_source: dict[str, Any] = {}
+    for source in EVALUATED_SOURCES:
+        mask = (sources == source) & (target != UNKNOWN)
+        if len(set(target[mask].tolist())) == 2:
+            per_source[source] = {
+                "rows": int(mask.sum()),
+                "attacks": int(target[mask].sum()),
+                "roc_auc": round(float(roc_auc_score(target[mask], head[mask])), 4),
+                "toxic_score_roc_auc": round(float(roc_auc_score(target[mask], toxic[mask])), 4),
+            }
+    by_functionality: dict[str, list[float]] = {}
+    for case, answer in zip(suite, suite_scores, strict=True):
+        by_functionality.setdefault(case.functionality, []).append(answer.labels[HEAD])
+    return {
+        "test": per_source,
+        "suite_mean_score": {k: round(float(np.mean(v)), 3) for k, v in by_functionality.items()},
+    }
+
+
 def evaluate(
     provider_name: str, model: Path, data_dir: Path, plots_dir: Path, madlibs: bool = True
 ) -> dict[str, Any]:
@@ -145,8 +181,10 @@ def evaluate(
         bias = bias_report(proba, np.asarray(sentences.labels), sentences.texts, threshold)
 
     suite = read_suite()
-    suite_proba = score(provider, [c.text for c in suite])
+    suite_scores = score_all(provider, [c.text for c in suite])
+    suite_proba = np.asarray([s.probability_toxic for s in suite_scores], dtype=np.float64)
     functional = accuracy_by_functionality(suite, suite_proba.tolist(), threshold)
+    heads = head_report(test_scores, test, test_proba, suite, suite_scores)
 
     plot_reliability(
         test_proba,
@@ -162,6 +200,7 @@ def evaluate(
         "bias_madlibs": bias,
         "identity_bias_own_test": identity_bias(test_proba, y_test, test.texts),
         "functional_suite": functional,
+        **({"identity_attack_head": heads} if heads else {}),
         "data_files": corpus.files,
     }
 
@@ -215,6 +254,22 @@ def markdown(provider_name: str, m: dict[str, Any]) -> str:
     lines += ["", "| functionality | expected | cases | accuracy |", "|---|---|---:|---:|"]
     for name, f in m["functional_suite"].items():
         lines.append(f"| {name} | {f['expected']} | {f['cases']} | {f['accuracy']:.2f} |")
+    heads = m.get("identity_attack_head")
+    if heads:
+        lines += [
+            "",
+            "| source (test split), identity_attack | rows | attacks | head ROC-AUC | toxic score "
+            "ROC-AUC |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for source, h in heads["test"].items():
+            lines.append(
+                f"| {source} | {h['rows']} | {h['attacks']} | {h['roc_auc']:.3f} | "
+                f"{h['toxic_score_roc_auc']:.3f} |"
+            )
+        lines += ["", "| functionality | mean identity_attack |", "|---|---:|"]
+        for name, mean in heads["suite_mean_score"].items():
+            lines.append(f"| {name} | {mean:.2f} |")
     return "\n".join(lines) + "\n"
 
 
