@@ -7,9 +7,11 @@ error statuses are OpenAI's. What the shape asks and the model cannot answer is 
 - The model judges one thing, toxicity: insults, slurs, dehumanising statements and abuse aimed
   at someone. Its score is reported as `harassment` (OpenAI: harassing language towards any
   target), and `flagged` is the same decision as `label` on `/v1/predict`.
-- `hate` is judged only by a model with its own identity-attack score (a multi-label head with
-  an `identity_attack` or `identity_hate` label, as Jigsaw-trained models have). The shipped
-  models have none, so hateful abuse raises `harassment` and `flagged`, and `hate` is not judged.
+- `hate` is judged only by a model with its own identity-attack score (an `identity_attack` or
+  `identity_hate` label, as Jigsaw-trained models have). The shipped tfidf model has an
+  `identity_attack` head (and so the cascade, which keeps it for every text); the shipped onnx
+  and transformer models have none, so with them hateful abuse raises `harassment` and
+  `flagged`, and `hate` is not judged.
 - A category that is not judged is `null` in `categories` and `category_scores` and `[]` in
   `category_applied_input_types`, never a confident `false` / `0.0`. OpenAI answers `null` the
   same way for a category one of its models does not judge (`illicit` from its text-moderation
