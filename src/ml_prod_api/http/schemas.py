@@ -54,7 +54,9 @@ class Prediction(BaseModel):
     model_version: str
     provider: str
     labels: dict[str, float] | None = Field(
-        default=None, description="Every label's score, for multi-label models only."
+        default=None,
+        description="Every score of a model with more than one (a multi-label model, or the tfidf "
+        "model's `identity_attack` head), `toxic` included; absent otherwise.",
     )
     explanation: list[Contribution] | None = Field(
         default=None, description="Top contributing features, when `explain` was requested."
