@@ -10,6 +10,7 @@ MLMA tweets, Davidson's hate class, ConvAbuse's identity votes). Rows whose sour
 (OLID tweets, HateXplain's posts without a majority) are left out. The head is what
 `/v1/moderations` reports as `hate`.
 
+- Sources are weighted as for toxicity, except `HEAD_WEIGHTS` (and `--weight SOURCE=W`).
 - The identity-only features (an identity word, or a character n-gram inside one) are held at
   zero, as for the toxic score, so naming a group cannot by itself raise the score; the
   project's benign identity templates are negatives.
@@ -41,7 +42,14 @@ from ml_prod_api.providers.tfidf.model import (
     LinearTextModel,
     load_artifact,
 )
-from training.corpus import IDENTITY_ATTACK_MAPPING, UNKNOWN, Split, load_corpus, source_weight
+from training.corpus import (
+    IDENTITY_ATTACK_MAPPING,
+    UNKNOWN,
+    Split,
+    add_weight_argument,
+    load_corpus,
+    source_weight,
+)
 from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing
 from training.identity_validation import identity_auc, selection_score
 from training.identity_validation import sentences as identity_sentences
@@ -60,6 +68,10 @@ from training.train_tfidf import (
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 HEAD = "identity_attack"
+# The head's own source weights over `corpus.SOURCES`': EDOS is down-weighted for toxicity because
+# its `0` ("not sexist") may still be rude, which does not matter here, where sexism is the
+# target itself (on validation: EDOS 0.720 -> 0.748 ROC-AUC, mean per-source 0.775 -> 0.789).
+HEAD_WEIGHTS: dict[str, float] = {"edos": 1.0}
 
 log = logging.getLogger("train_identity_head")
 
@@ -73,6 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--seed", type=int, default=20190101)
     parser.add_argument("--grid-c", type=float, nargs="+", default=[2.0, 4.0, 8.0, 16.0])
+    add_weight_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -98,7 +111,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     feats = Features(model.word, model.char, FeatureConfig(lexicon_scale=model.lexicon_scale))
     x = feats.matrix(_normalise_all(train_texts, "train"))
     x_val = feats.matrix(_normalise_all(val_texts, "val"))
-    weight = np.asarray([source_weight(s) for s in train_sources])
+    overrides = HEAD_WEIGHTS | dict(args.weight)
+    weight = np.asarray([source_weight(s, overrides) for s in train_sources])
     zeroed = identity_feature_columns(feats)
     id_texts, id_terms = identity_sentences()
     x_id = feats.matrix(_normalise_all(id_texts, "identity"))
@@ -152,7 +166,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     for source, row in counts.items():
         mask = np.asarray(train_sources) == source
         row["train_attacks"] = int(y[mask].sum())
-        row["weight"] = source_weight(source)
+        row["weight"] = source_weight(source, overrides)
     metadata = metadata | {
         "model_version": f"tfidf-nblr-{sha[:12]}",
         "artifact": {"file": ARTIFACT_FILE, "sha256": sha, "bytes": model_path.stat().st_size},
