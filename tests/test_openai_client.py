@@ -93,8 +93,13 @@ def _assert_matches(result: Any, prediction: dict[str, Any]) -> None:
     assert result.categories.harassment is flagged
     assert result.category_scores.harassment == pytest.approx(prediction["probability_toxic"])
     assert result.category_applied_input_types.harassment == ["text"]
+    # The shipped tfidf model's identity_attack head judges `hate`, at the same threshold.
+    head = prediction["labels"]["identity_attack"]
+    assert result.category_scores.hate == pytest.approx(head)
+    assert result.categories.hate is (flagged and head >= prediction["threshold"])
+    assert result.category_applied_input_types.hate == ["text"]
     for name, attr in ATTRS.items():
-        if name == "harassment":
+        if name in ("harassment", "hate"):
             continue
         # Not judged by the model: None, never a confident False / 0.0.
         assert getattr(result.categories, attr) is None, name
