@@ -65,6 +65,13 @@ class TeacherScores:
         return np.asarray([self.scores.get(text_key(t), np.nan) for t in texts], dtype=np.float64)
 
 
+def add_sources_argument(parser: argparse.ArgumentParser, flag: str, dest: str, help: str) -> None:
+    """A repeatable source name (`args.<dest>`: the names given, or [] for every source)."""
+    parser.add_argument(
+        flag, dest=dest, action="append", type=known_source, default=[], metavar="SOURCE", help=help
+    )
+
+
 def add_teacher_arguments(parser: argparse.ArgumentParser) -> None:
     """The distillation arguments both trainers take."""
     parser.add_argument(
@@ -79,14 +86,11 @@ def add_teacher_arguments(parser: argparse.ArgumentParser) -> None:
         default=1.0,
         help="the teacher's part of the target (0 = labels only, 1 = the teacher only)",
     )
-    parser.add_argument(
+    add_sources_argument(
+        parser,
         "--teacher-source",
-        dest="teacher_sources",
-        action="append",
-        type=known_source,
-        default=[],
-        metavar="SOURCE",
-        help="distil only the rows that come from this source (repeatable; default: every row)",
+        "teacher_sources",
+        "distil only the rows that come from this source (repeatable; default: every row)",
     )
 
 
@@ -129,14 +133,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--seed", type=int, default=20190101, help="the trainers' corpus seed")
     parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument(
+    add_sources_argument(
+        parser,
         "--source",
-        dest="sources",
-        action="append",
-        type=known_source,
-        default=[],
-        metavar="SOURCE",
-        help="score only the rows from this source (repeatable; default: every row)",
+        "sources",
+        "score only the rows from this source (repeatable; default: every row)",
     )
     return parser.parse_args(argv)
 

@@ -29,6 +29,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,6 @@ from ml_prod_api.providers.tfidf.model import (
     ARTIFACT_FILE,
     METADATA_FILE,
     LinearHead,
-    LinearTextModel,
     load_artifact,
 )
 from training.corpus import (
@@ -142,17 +142,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         coef_lexicon=float(folded[-1]),
         intercept=platt_a * intercept + platt_b,
     )
-    with_head = LinearTextModel(
-        word=model.word,
-        char=model.char,
-        coef_word=model.coef_word,
-        coef_char=model.coef_char,
-        intercept=model.intercept,
-        lexicon=model.lexicon,
-        lexicon_scale=model.lexicon_scale,
-        coef_lexicon=model.coef_lexicon,
-        heads={**model.heads, HEAD: head},
-    )
+    with_head = replace(model, heads={**model.heads, HEAD: head})
     val_proba = sigmoid(platt_a * margin + platt_b)
     id_proba = sigmoid(platt_a * (x_id @ coef + intercept) + platt_b)
 
