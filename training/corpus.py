@@ -219,6 +219,8 @@ def davidson_split(text: str) -> str:
 # origin, religion, gender, sexuality, disability, ...), 0 not one (benign, or abuse of another
 # kind), UNKNOWN where the source does not say (OLID's "offensive" names no target).
 UNKNOWN = -1
+# The name of that score where a model answers it (`labels`, the tfidf artifact's heads).
+IDENTITY_ATTACK = "identity_attack"
 IDENTITY_ATTACK_MAPPING: dict[str, str] = {
     "tweeteval_offensive": "unknown: OLID's offensive label does not say who is attacked",
     "davidson": "class 0 hate speech -> 1; 1 offensive and 2 neither -> 0",

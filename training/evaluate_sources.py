@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from training.corpus import EVALUATED_SOURCES, UNKNOWN, Split, load_corpus
+from training.corpus import EVALUATED_SOURCES, IDENTITY_ATTACK, UNKNOWN, Split, load_corpus
 from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing, read_bias_madlibs
 from training.evaluate import _pyplot, _save, bias_report, score, score_all, split_metrics
 from training.functional_suite import accuracy_by_functionality, read_suite
@@ -117,18 +117,15 @@ def plot_reliability(proba: np.ndarray, y: np.ndarray, title: str, path: Path) -
     return _save(fig, path)
 
 
-HEAD = "identity_attack"
-
-
 def head_report(
     scores: list[Any], split: Split, toxic: np.ndarray, suite: list[Any], suite_scores: list[Any]
 ) -> dict[str, Any] | None:
     """The `identity_attack` head, if the model has one: per-source test ROC-AUC against the
     corpus' identity_attack targets (rows of unknown target left out), the toxic score's on the
     same rows as the baseline it must beat, and the mean head score per suite functionality."""
-    if not scores or not scores[0].labels or HEAD not in scores[0].labels:
+    if not scores or not scores[0].labels or IDENTITY_ATTACK not in scores[0].labels:
         return None
-    head = np.asarray([s.labels[HEAD] for s in scores], dtype=np.float64)
+    head = np.asarray([s.labels[IDENTITY_ATTACK] for s in scores], dtype=np.float64)
     target = np.asarray(split.identity)
     sources = np.asarray(split.sources)
     per_source: dict[str, Any] = {}
@@ -143,7 +140,7 @@ def head_report(
             }
     by_functionality: dict[str, list[float]] = {}
     for case, answer in zip(suite, suite_scores, strict=True):
-        by_functionality.setdefault(case.functionality, []).append(answer.labels[HEAD])
+        by_functionality.setdefault(case.functionality, []).append(answer.labels[IDENTITY_ATTACK])
     return {
         "test": per_source,
         "suite_mean_score": {k: round(float(np.mean(v)), 3) for k, v in by_functionality.items()},

@@ -38,11 +38,11 @@ from sklearn.metrics import roc_auc_score
 
 from ml_prod_api.providers.tfidf.model import (
     ARTIFACT_FILE,
-    METADATA_FILE,
     LinearHead,
     load_artifact,
 )
 from training.corpus import (
+    IDENTITY_ATTACK,
     IDENTITY_ATTACK_MAPPING,
     UNKNOWN,
     Split,
@@ -64,10 +64,11 @@ from training.train_tfidf import (
     identity_feature_columns,
     sigmoid,
     write_artifact,
+    write_metadata,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-HEAD = "identity_attack"
+HEAD = IDENTITY_ATTACK
 # The head's own source weights over `corpus.SOURCES`': EDOS is down-weighted for toxicity because
 # its `0` ("not sexist") may still be rude, which does not matter here, where sexism is the
 # target itself (on validation: EDOS 0.720 -> 0.748 ROC-AUC, mean per-source 0.775 -> 0.789).
@@ -149,14 +150,15 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     args.output.mkdir(parents=True, exist_ok=True)
     model_path = args.output / ARTIFACT_FILE
     sha = write_artifact(with_head, model_path)
+    names = np.asarray(train_sources)
     counts = {
-        source: {"train_rows": int(np.sum(np.asarray(train_sources) == source))}
+        source: {
+            "train_rows": int((names == source).sum()),
+            "train_attacks": int(y[names == source].sum()),
+            "weight": source_weight(source, overrides),
+        }
         for source in sorted(set(train_sources))
     }
-    for source, row in counts.items():
-        mask = np.asarray(train_sources) == source
-        row["train_attacks"] = int(y[mask].sum())
-        row["weight"] = source_weight(source, overrides)
     metadata = metadata | {
         "model_version": f"tfidf-nblr-{sha[:12]}",
         "artifact": {"file": ARTIFACT_FILE, "sha256": sha, "bytes": model_path.stat().st_size},
@@ -183,7 +185,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             }
         },
     }
-    (args.output / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+    write_metadata(args.output, metadata)
     log.info("wrote %s (%s) with an %s head", model_path, metadata["model_version"], HEAD)
     return metadata
 
