@@ -21,7 +21,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from training import export_onnx, train_transformer
+from ml_prod_api.providers.onnx import OnnxProvider
+from ml_prod_api.providers.transformer import TransformerProvider
+from training import export_onnx, train_transformer, train_transformer_head
 from training.corpus import SOURCES, harmonise_davidson
 from training.evaluate_transformer import OnnxScorer, TorchScorer
 
@@ -479,6 +481,71 @@ def test_train_export_and_evaluate_end_to_end(tmp_path: Path) -> None:
         for prefix in ("onnx", "transformer")
         for name in ("roc.png", "precision_recall.png", "reliability.png", "bias_madlibs.png")
     )
+
+
+@needs_torch
+@pytest.mark.slow
+def test_an_identity_attack_head_keeps_the_toxic_score_and_both_providers_answer_it(
+    tmp_path: Path,
+) -> None:
+    """train_transformer_head.py on a two-way checkpoint: the toxic probability does not move,
+    both providers answer `labels` with the head, the onnx export carries it, and running the
+    trainer again on its own output replaces the head rather than stacking a second one."""
+    checkpoint = make_checkpoint(tmp_path / "checkpoint", "bert")
+    write_training_metadata(checkpoint)
+    texts = [*TEXTS, "all of them are awful people", "i love all people"]
+    before = TransformerProvider(checkpoint)
+    before.load()
+    plain = before.predict_batch(texts)
+    assert all(score.labels is None for score in plain)
+
+    argv = ["--data-dir", str(FIXTURE_DATA), "--threads", "1", "--grid-c", "0.1", "1"]
+    headed, again = tmp_path / "headed", tmp_path / "again"
+    for source, target in ((checkpoint, headed), (headed, again)):
+        assert (
+            train_transformer_head.main(
+                [*argv, "--no-progress", "--checkpoint", str(source), "--output", str(target)]
+            )
+            == 0
+        )
+    metadata = json.loads((headed / "metadata.json").read_text())
+    assert metadata["model_version"] != "transformer-tiny-000000000000"
+    assert (
+        metadata["model_version"]
+        == json.loads((again / "metadata.json").read_text())["model_version"]
+    )
+    assert metadata["labels"] == {"0": "toxic", "1": "identity_attack"}
+    head = metadata["heads"]["identity_attack"]
+    assert head["C"] in (0.1, 1.0)
+    assert head["toxic_score_check"]["max_abs_diff"] < 1e-5
+    config = json.loads((headed / "config.json").read_text())
+    assert config["problem_type"] == "multi_label_classification"
+
+    after = TransformerProvider(headed)
+    after.load()
+    scores = after.predict_batch(texts)
+    np.testing.assert_allclose(
+        [s.probability_toxic for s in scores], [s.probability_toxic for s in plain], atol=1e-5
+    )
+    for score in scores:
+        assert score.labels is not None
+        assert set(score.labels) == {"toxic", "identity_attack"}
+        assert score.labels["toxic"] == score.probability_toxic
+        assert 0.0 <= score.labels["identity_attack"] <= 1.0
+
+    shipped = tmp_path / "onnx"
+    export_argv = ["--checkpoint", str(headed), "--output", str(shipped), "--skip-evaluation"]
+    export_argv += ["--data-dir", str(FIXTURE_DATA), "--threads", "1", "--tolerance", "1.0"]
+    assert export_onnx.main(export_argv) == 0
+    exported = json.loads((shipped / "metadata.json").read_text())
+    assert exported["problem_type"] == "multi_label_classification"
+    assert "identity_attack = sigmoid(logits[:, 1])" in exported["output"]
+    onnx = OnnxProvider(shipped)
+    onnx.load()
+    for mine, reference in zip(onnx.predict_batch(texts), scores, strict=True):
+        assert mine.labels is not None and reference.labels is not None
+        assert set(mine.labels) == set(reference.labels)
+        assert abs(mine.labels["identity_attack"] - reference.labels["identity_attack"]) < 0.1
 
 
 # --- the shipped artifact -------------------------------------------------------------------

@@ -6,8 +6,8 @@ Cycles through a few hundred distinct real sentences (tweeteval_offensive/val: m
 never one repeated body) at batch 1, 8, 32 and 64, in their file order ("unsorted": what a
 batch of concurrent requests looks like) and sorted by token count ("sorted": what a
 length-bucketing queue can do). Each measured pass includes tokenisation, padding, the
-onnxruntime run and the softmax, exactly what serving pays per item. A script, not a test:
-timings depend on the machine and on whatever else runs on its cores.
+onnxruntime run and the softmax (sigmoid for a multi-label head), exactly what serving pays per
+item. A script, not a test: timings depend on the machine and on whatever else runs on its cores.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from training.data_sources import DEFAULT_DATA_DIR, read_tweeteval
-from training.evaluate_transformer import OnnxScorer, _softmax_toxic
+from training.evaluate_transformer import OnnxScorer, toxic_proba
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def one_pass(scorer: OnnxScorer, batches: list[list[str]]) -> float:
     started = time.perf_counter()
     for batch in batches:
         ids = scorer.encode(batch)
-        _softmax_toxic(scorer.logits_for_ids(ids), scorer.toxic)
+        toxic_proba(scorer.logits_for_ids(ids), scorer.labels)
     return time.perf_counter() - started
 
 

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ml_prod_api.providers.sequence import LabelMap, probabilities
 from training.data_sources import (
     DEFAULT_DATA_DIR,
     DataFileMissing,
@@ -52,10 +53,10 @@ class Scorer(Protocol):
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
-def _softmax_toxic(logits: np.ndarray, toxic_index: int) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    proba: np.ndarray = exp[:, toxic_index] / exp.sum(axis=1)
+def toxic_proba(logits: np.ndarray, labels: LabelMap) -> np.ndarray:
+    """The toxic probability as the providers compute it: softmax for a single-label head,
+    sigmoid for a multi-label one (a checkpoint with an `identity_attack` head)."""
+    proba: np.ndarray = probabilities(logits, labels.multi_label)[:, labels.toxic_index]
     return proba
 
 
@@ -65,12 +66,8 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def toxic_index(config: dict[str, Any], toxic_label: str = "toxic") -> int:
-    id2label = {int(k): v for k, v in config.get("id2label", {}).items()}
-    for index, label in id2label.items():
-        if label == toxic_label:
-            return index
-    raise ValueError(f"no label {toxic_label!r} in id2label {id2label}")
+def label_map(config: dict[str, Any]) -> LabelMap:
+    return LabelMap.from_config(config, "toxic")
 
 
 class OnnxScorer:
@@ -88,7 +85,7 @@ class OnnxScorer:
 
         self.folder = folder
         config = read_json(folder / "config.json")
-        self.toxic = toxic_index(config)
+        self.labels = label_map(config)
         metadata_path = folder / METADATA_FILE
         metadata = read_json(metadata_path) if metadata_path.is_file() else {}
         model_path = model_path or folder / ONNX_FILE
@@ -136,7 +133,7 @@ class OnnxScorer:
         return out
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        return _softmax_toxic(self.predict_logits(texts), self.toxic)
+        return toxic_proba(self.predict_logits(texts), self.labels)
 
 
 class TorchScorer:
@@ -153,7 +150,7 @@ class TorchScorer:
         self.model = AutoModelForSequenceClassification.from_pretrained(
             folder, local_files_only=True, dtype=torch.float32
         ).eval()
-        self.toxic = toxic_index(self.model.config.to_dict())
+        self.labels = label_map(self.model.config.to_dict())
         metadata_path = folder / METADATA_FILE
         metadata = read_json(metadata_path) if metadata_path.is_file() else {}
         self.version = str(metadata.get("model_version", folder.name))
@@ -181,7 +178,7 @@ class TorchScorer:
         return out
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        return _softmax_toxic(self.predict_logits(texts), self.toxic)
+        return toxic_proba(self.predict_logits(texts), self.labels)
 
 
 def save_plots(

@@ -45,6 +45,7 @@ from training.evaluate_transformer import (
     OnnxScorer,
     TorchScorer,
     evaluate_scorer,
+    label_map,
     read_json,
 )
 from training.train_transformer import FP32_CHECKPOINT, with_input_normalization
@@ -410,7 +411,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     log.info("quantised to %s (%.1f MB)", int8, int8.stat().st_size / 1e6)
 
     shipped_config = dict(config)
-    shipped_config["problem_type"] = "single_label_classification"
+    problem_type = config.get("problem_type") or "single_label_classification"
+    shipped_config["problem_type"] = problem_type
     (output / "config.json").write_text(
         json.dumps(shipped_config, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
@@ -457,8 +459,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "threshold": threshold,
         "labels": trained["labels"],
         "toxic_label": trained.get("toxic_label", "toxic"),
-        "problem_type": "single_label_classification",
-        "output": "logits [batch, 2]; probability_toxic = softmax(logits)[:, 1] (calibrated)",
+        "problem_type": problem_type,
+        "output": output_description(config, problem_type),
         "label_mapping": trained["label_mapping"],
         "input_normalization": served["input_normalization"],
         "preprocessing": served["preprocessing"],
@@ -499,6 +501,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         write_metadata(checkpoint, trained)
     metadata["export_seconds"] = round(time.perf_counter() - started, 1)
     return metadata
+
+
+def output_description(config: dict[str, Any], problem_type: str) -> str:
+    labels = label_map(config | {"problem_type": problem_type})
+    width = len(labels.names)
+    if labels.multi_label:
+        scores = ", ".join(f"{n} = sigmoid(logits[:, {i}])" for i, n in enumerate(labels.names))
+        return f"logits [batch, {width}]; {scores} (each calibrated)"
+    return (
+        f"logits [batch, {width}]; probability_toxic = softmax(logits)[:, {labels.toxic_index}] "
+        "(calibrated)"
+    )
 
 
 def _version(package: str) -> str:

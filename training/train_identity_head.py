@@ -34,26 +34,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from ml_prod_api.providers.tfidf.model import (
     ARTIFACT_FILE,
     LinearHead,
     load_artifact,
 )
-from training.corpus import (
-    IDENTITY_ATTACK,
-    IDENTITY_ATTACK_MAPPING,
-    UNKNOWN,
-    Split,
-    add_weight_argument,
-    load_corpus,
-    source_weight,
-)
+from training.corpus import add_weight_argument, load_corpus
 from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing
-from training.identity_validation import identity_auc, selection_score
+from training.identity_head import (
+    HEAD,
+    HEAD_WEIGHTS,
+    choose_head,
+    head_metadata,
+    known,
+    row_weights,
+)
 from training.identity_validation import sentences as identity_sentences
-from training.selection import fit_platt, per_source_auc, source_balanced_weights
 from training.train_tfidf import (
     LEXICON,
     FeatureConfig,
@@ -62,18 +59,11 @@ from training.train_tfidf import (
     _normalise_all,
     fit_nblr,
     identity_feature_columns,
-    sigmoid,
     write_artifact,
     write_metadata,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-HEAD = IDENTITY_ATTACK
-# The head's own source weights over `corpus.SOURCES`': EDOS is down-weighted for toxicity because
-# its `0` ("not sexist") may still be rude, which does not matter here, where sexism is the
-# target itself (on validation: EDOS 0.720 -> 0.748 ROC-AUC, mean per-source 0.775 -> 0.789).
-HEAD_WEIGHTS: dict[str, float] = {"edos": 1.0}
-
 log = logging.getLogger("train_identity_head")
 
 
@@ -90,16 +80,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def known(split: Split) -> tuple[list[str], np.ndarray, list[str]]:
-    """The texts, identity_attack targets and sources of the rows whose target is known."""
-    rows = [i for i, target in enumerate(split.identity) if target != UNKNOWN]
-    return (
-        [split.texts[i] for i in rows],
-        np.asarray([split.identity[i] for i in rows], dtype=np.int64),
-        [split.sources[i] for i in rows],
-    )
-
-
 def train(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     model, metadata = load_artifact(args.model)
@@ -113,72 +93,38 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     x = feats.matrix(_normalise_all(train_texts, "train"))
     x_val = feats.matrix(_normalise_all(val_texts, "val"))
     overrides = HEAD_WEIGHTS | dict(args.weight)
-    weight = np.asarray([source_weight(s, overrides) for s in train_sources])
+    weight = row_weights(train_sources, overrides)
     zeroed = identity_feature_columns(feats)
     id_texts, id_terms = identity_sentences()
     x_id = feats.matrix(_normalise_all(id_texts, "identity"))
 
-    results = []
-    for c in args.grid_c:
+    def fit(c: float) -> tuple[np.ndarray, float]:
         coef, intercept = fit_nblr(x, y, weight, FitConfig(C=c), args.seed, zeroed)
-        margin = x_val @ coef + intercept
-        aucs = per_source_auc(margin, y_val, val_sources)
-        # Pooled when no source has the 100 validation rows a per-source AUC needs (a sample).
-        pooled = {"pooled": float(roc_auc_score(y_val, margin))}
-        mean_auc = float(np.mean(list((aucs or pooled).values())))
-        id_auc = identity_auc(margin[y_val == 1], x_id @ coef + intercept, id_terms)
-        score = selection_score(mean_auc, id_auc)
-        log.info("C=%-4g mean per-source val ROC-AUC %.4f, identity AUC %.4f", c, mean_auc, id_auc)
-        results.append((score, c, coef, intercept, aucs | {"heldout_identity_auc": id_auc}))
-    score, c, coef, intercept, aucs = max(results, key=lambda r: r[0])
+        return coef, float(intercept)
 
-    balance = source_balanced_weights(val_sources)
-    margin = x_val @ coef + intercept
-    platt_a, platt_b = fit_platt(margin, y_val, balance)
-    folded = coef * platt_a
+    chosen = choose_head(fit, args.grid_c, x_val, y_val, val_sources, x_id, id_terms, log.info)
+    folded, intercept = chosen.folded()
     n_word, n_char = len(model.coef_word), len(model.coef_char)
     head = LinearHead(
         coef_word=folded[:n_word].copy(),
         coef_char=folded[n_word : n_word + n_char].copy(),
         coef_lexicon=float(folded[-1]),
-        intercept=platt_a * intercept + platt_b,
+        intercept=intercept,
     )
     with_head = replace(model, heads={**model.heads, HEAD: head})
-    val_proba = sigmoid(platt_a * margin + platt_b)
-    id_proba = sigmoid(platt_a * (x_id @ coef + intercept) + platt_b)
 
     args.output.mkdir(parents=True, exist_ok=True)
     model_path = args.output / ARTIFACT_FILE
     sha = write_artifact(with_head, model_path)
-    names = np.asarray(train_sources)
-    counts = {
-        source: {
-            "train_rows": int((names == source).sum()),
-            "train_attacks": int(y[names == source].sum()),
-            "weight": source_weight(source, overrides),
-        }
-        for source in sorted(set(train_sources))
-    }
+    entry = head_metadata(
+        chosen, train_sources, y, overrides, chosen.proba(x_val), y_val, chosen.proba(x_id)
+    )
     metadata = metadata | {
         "model_version": f"tfidf-nblr-{sha[:12]}",
         "artifact": {"file": ARTIFACT_FILE, "sha256": sha, "bytes": model_path.stat().st_size},
         "heads": {
-            HEAD: {
-                "meaning": "an attack on people for who they are (origin, religion, gender, "
-                "sexuality, disability, ...); the `hate` category of /v1/moderations",
-                "label_mapping": IDENTITY_ATTACK_MAPPING,
-                "training_rows": counts,
-                "C": c,
-                "selection_score": round(score, 5),
-                "val_roc_auc": {k: round(v, 4) for k, v in aucs.items()},
-                "platt_a": platt_a,
-                "platt_b": platt_b,
-                # The share of the held-out benign identity sentences the head scores at 0.5
-                # or more: a head that flags "I am a proud gay man" as hate would be worse than
-                # none.
-                "heldout_identity_sentences_at_0_5": round(float(np.mean(id_proba >= 0.5)), 4),
-                "val_pooled_mean_score": round(float(val_proba.mean()), 4),
-                "val_pooled_attack_rate": round(float(y_val.mean()), 4),
+            HEAD: entry
+            | {
                 "identity_only_features_zeroed": len(zeroed),
                 "seed": args.seed,
                 "training_seconds": round(time.perf_counter() - started, 1),
