@@ -1,6 +1,7 @@
-"""The tfidf model's `identity_attack` head: what the shipped head scores, how it is served
-(`labels`, the cascade, `/v1/moderations`' `hate`), artifacts with and without heads, and
-`training.train_identity_head` on the committed fixtures."""
+"""The shipped models' `identity_attack` heads (tfidf's and the onnx model's): what they score,
+how they are served (`labels`, the cascade, `/v1/moderations`' `hate`), tfidf artifacts with and
+without heads, and `training.train_identity_head` on the committed fixtures (the transformer's
+head trainer is tested in `test_transformer_training.py`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import joblib
 import numpy as np
 import pytest
 
+from ml_prod_api.providers.base import Provider
 from ml_prod_api.providers.cascade import CascadeSettings
 from ml_prod_api.providers.tfidf import TfidfProvider
 from ml_prod_api.providers.tfidf.model import LinearTextModel, load_artifact
@@ -29,14 +31,29 @@ VOTES = {
 }
 
 
-@pytest.fixture(scope="module")
-def shipped() -> TfidfProvider:
-    provider = TfidfProvider(MODELS / "tfidf")
+def load_shipped(name: str) -> Provider:
+    if name == "onnx":
+        pytest.importorskip("onnxruntime")
+        from ml_prod_api.providers.onnx import OnnxProvider
+
+        provider: Provider = OnnxProvider(MODELS / "onnx")
+    else:
+        provider = TfidfProvider(MODELS / "tfidf")
     provider.load()
     return provider
 
 
-def head_by_functionality(provider: TfidfProvider) -> dict[str, np.ndarray]:
+@pytest.fixture(scope="module")
+def tfidf() -> Provider:
+    return load_shipped("tfidf")
+
+
+@pytest.fixture(scope="module", params=["tfidf", "onnx"])
+def shipped(request: pytest.FixtureRequest) -> Provider:
+    return load_shipped(request.param)
+
+
+def head_by_functionality(provider: Provider) -> dict[str, np.ndarray]:
     cases = read_suite()
     scores = provider.predict_batch([case.text for case in cases])
     out: dict[str, list[float]] = defaultdict(list)
@@ -47,11 +64,11 @@ def head_by_functionality(provider: TfidfProvider) -> dict[str, np.ndarray]:
 
 
 def test_the_shipped_head_tells_attacks_on_groups_from_abuse_of_a_person(
-    shipped: TfidfProvider,
+    shipped: Provider,
 ) -> None:
     """Slurs and dehumanising comparisons of a group score well above profanity aimed at one
     person, and no sentence that only names an identity scores 0.5 or more: a head that keys on
-    identity words would be worse than none. Floors a little below the shipped head's means."""
+    identity words would be worse than none. Floors a little below the shipped heads' means."""
     head = head_by_functionality(shipped)
     for group_attack in ("slur aimed at a group", "dehumanising comparison"):
         assert head[group_attack].mean() >= head["profanity aimed at a person"].mean() + 0.2
@@ -59,7 +76,7 @@ def test_the_shipped_head_tells_attacks_on_groups_from_abuse_of_a_person(
         assert head[mention].max() < 0.5
 
 
-def test_labels_hold_toxicity_and_the_head(shipped: TfidfProvider) -> None:
+def test_labels_hold_toxicity_and_the_head(shipped: Provider) -> None:
     for score in shipped.predict_batch(["you are a fucking idiot", "have a lovely day"]):
         assert score.labels is not None
         assert set(score.labels) == {"toxic", HEAD}
@@ -67,30 +84,46 @@ def test_labels_hold_toxicity_and_the_head(shipped: TfidfProvider) -> None:
         assert 0.0 <= score.labels[HEAD] <= 1.0
 
 
-def test_the_cascade_answers_stage_1s_head_for_every_text(shipped: TfidfProvider) -> None:
-    """Texts that onnx answers keep tfidf's identity_attack; `toxic` is the cascade's score."""
+def test_the_heads_threshold_is_the_one_chosen_in_training(shipped: Provider) -> None:
+    folder = "tfidf" if shipped.name == "tfidf" else "onnx"
+    metadata = json.loads((MODELS / folder / "metadata.json").read_text())
+    chosen = metadata["heads"][HEAD]["threshold"]
+    assert 0.05 <= chosen <= 0.95
+    assert shipped.label_thresholds == {HEAD: chosen}
+
+
+def test_the_cascade_answers_stage_1s_head_for_every_text(tfidf: Provider) -> None:
+    """Texts that onnx answers keep tfidf's identity_attack (onnx has a head of its own, with
+    its own threshold: mixing the two would decide one label two ways); `toxic` is the
+    cascade's score, and the head's threshold is tfidf's."""
     pytest.importorskip("onnxruntime")
     settings = CascadeSettings(_env_file=None, model_path=MODELS / "cascade")  # type: ignore[call-arg]
     cascade = settings.build_provider()
     cascade.load()
     texts = [case.text for case in read_suite()][::7]
-    first = shipped.predict_batch(texts)
+    first = tfidf.predict_batch(texts)
     scores = cascade.predict_batch(texts)
     assert {score.stage for score in scores} == {"tfidf", "onnx"}
     for mine, stage1 in zip(scores, first, strict=True):
         assert mine.labels is not None and stage1.labels is not None
         assert mine.labels["toxic"] == mine.probability_toxic
         assert mine.labels[HEAD] == stage1.labels[HEAD]
+    assert cascade.label_thresholds == tfidf.label_thresholds
 
 
-def test_moderations_judges_hate_with_the_head() -> None:
-    """With the shipped tfidf, `hate` is judged (a score, and `false` on a benign text) rather
-    than `null`, and it is the head's score."""
+@pytest.mark.parametrize("name", ["tfidf", "onnx"])
+def test_moderations_judges_hate_with_the_head(name: str) -> None:
+    """With either shipped model, `hate` is judged (a score, and `false` on a benign text)
+    rather than `null`, and it is the head's score."""
+    if name == "onnx":
+        pytest.importorskip("onnxruntime")
     texts = ["have a lovely day, my friend", "you are a fucking idiot"]
-    with running_client(model_provider="tfidf", model_path=MODELS / "tfidf") as client:
+    with running_client(model_provider=name, model_path=MODELS / name) as client:
         response = client.post("/v1/moderations", json={"input": texts})
         predicted = client.post("/v1/predict_batch", json={"texts": texts})
+        info = client.get("/").json()
     assert response.status_code == 200, response.text
+    assert set(info["label_thresholds"]) == {HEAD}
     results = response.json()["results"]
     predictions = predicted.json()["predictions"]
     for result, prediction in zip(results, predictions, strict=True):

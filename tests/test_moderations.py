@@ -45,6 +45,18 @@ def test_hate_follows_an_identity_label_only_on_flagged_texts(
         assert result["category_applied_input_types"]["hate"] == ["text"]
 
 
+def test_a_label_with_its_own_threshold_is_decided_at_it() -> None:
+    """A head's own threshold (the model's `label_thresholds`) decides its category, not the
+    toxic one; a label without one is decided at the toxic threshold."""
+    prediction = _prediction(0.9, {"toxic": 0.9, "identity_attack": 0.45})
+    assert moderation_result(prediction, 0.62)["categories"]["hate"] is False
+    decided = moderation_result(prediction, 0.62, {"identity_attack": 0.4})
+    assert decided["categories"]["hate"] is True
+    assert decided["category_scores"]["hate"] == 0.45
+    other = moderation_result(prediction, 0.62, {"identity_hate": 0.1})
+    assert other["categories"]["hate"] is False
+
+
 def test_without_an_identity_label_hate_is_not_judged() -> None:
     result = moderation_result(_prediction(0.9, {"toxic": 0.9, "insult": 0.9}), 0.5)
     judged = {name for name, value in result["categories"].items() if value is not None}

@@ -86,17 +86,23 @@ def _predictions(server: ServerProcess, texts: list[str]) -> list[dict[str, Any]
     return predictions
 
 
-def _assert_matches(result: Any, prediction: dict[str, Any]) -> None:
+def _head_threshold(server: ServerProcess) -> float:
+    """The threshold the served model chose in training for its identity_attack head."""
+    thresholds: dict[str, float] = httpx2.get(server.url + "/").json()["label_thresholds"]
+    return thresholds["identity_attack"]
+
+
+def _assert_matches(result: Any, prediction: dict[str, Any], head_threshold: float) -> None:
     """One parsed result against the same text's prediction on /v1/predict_batch."""
     flagged = prediction["label"] == "toxic"
     assert result.flagged is flagged
     assert result.categories.harassment is flagged
     assert result.category_scores.harassment == pytest.approx(prediction["probability_toxic"])
     assert result.category_applied_input_types.harassment == ["text"]
-    # The shipped tfidf model's identity_attack head judges `hate`, at the same threshold.
+    # The shipped tfidf model's identity_attack head judges `hate`, at its own threshold.
     head = prediction["labels"]["identity_attack"]
     assert result.category_scores.hate == pytest.approx(head)
-    assert result.categories.hate is (flagged and head >= prediction["threshold"])
+    assert result.categories.hate is (flagged and head >= head_threshold)
     assert result.category_applied_input_types.hate == ["text"]
     for name, attr in ATTRS.items():
         if name in ("harassment", "hate"):
@@ -121,7 +127,7 @@ def test_one_string_parses_into_the_clients_types(open_server: LoggedServer) -> 
     assert len(parsed.results) == 1
     [prediction] = _predictions(open_server, ["you are awful"])
     assert prediction["label"] == "toxic"
-    _assert_matches(parsed.results[0], prediction)
+    _assert_matches(parsed.results[0], prediction, _head_threshold(open_server))
 
 
 def test_a_list_answers_in_order_with_the_decisions_of_predict_batch(
@@ -131,8 +137,9 @@ def test_a_list_answers_in_order_with_the_decisions_of_predict_batch(
     predictions = _predictions(open_server, MIXED)
     assert {p["label"] for p in predictions} == {"toxic", "non-toxic"}  # both kinds in the list
     assert len(parsed.results) == len(MIXED)
+    head_threshold = _head_threshold(open_server)
     for result, prediction in zip(parsed.results, predictions, strict=True):
-        _assert_matches(result, prediction)
+        _assert_matches(result, prediction, head_threshold)
 
 
 @pytest.mark.parametrize(
@@ -165,11 +172,12 @@ def test_async_client_gets_every_answer_in_order(open_server: LoggedServer) -> N
             )
 
     answers = asyncio.run(run())
+    head_threshold = _head_threshold(open_server)
     for batch, parsed in zip(batches, answers, strict=True):
         for result, prediction in zip(
             parsed.results, _predictions(open_server, batch), strict=True
         ):
-            _assert_matches(result, prediction)
+            _assert_matches(result, prediction, head_threshold)
 
 
 def test_strict_response_validation_refuses_the_not_judged_categories(

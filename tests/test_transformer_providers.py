@@ -252,7 +252,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_shipped_transformer_checkpoint_serves_and_matches_its_onnx_export() -> None:
     """`MODEL_PROVIDER=transformer` works on a fresh clone from models/transformer (fp16
     safetensors, loaded as float32), and the shipped int8 onnx model is its export: the two agree
-    closely on sentences of both labels."""
+    closely on sentences of both labels, on the toxic score and on the identity_attack head."""
     torch_model = TransformerProvider(REPO / "models" / "transformer")
     torch_model.load()
     onnx_model = OnnxProvider(REPO / "models" / "onnx")
@@ -265,9 +265,14 @@ def test_shipped_transformer_checkpoint_serves_and_matches_its_onnx_export() -> 
         "I am going to kill you.",
         "Thanks for the help with my homework!",
     ]
-    fp16 = np.array([s.probability_toxic for s in torch_model.predict_batch(texts)])
-    int8 = np.array([s.probability_toxic for s in onnx_model.predict_batch(texts)])
-    assert np.abs(fp16 - int8).max() < 0.05
+    torch_scores = torch_model.predict_batch(texts)
+    onnx_scores = onnx_model.predict_batch(texts)
+    for name in ("toxic", "identity_attack"):
+        fp16 = np.array([s.labels[name] for s in torch_scores if s.labels is not None])
+        int8 = np.array([s.labels[name] for s in onnx_scores if s.labels is not None])
+        assert len(fp16) == len(int8) == len(texts)
+        assert np.abs(fp16 - int8).max() < 0.05
+    fp16 = np.array([s.probability_toxic for s in torch_scores])
     threshold = torch_model.default_threshold
     assert threshold is not None
     assert list(fp16 >= threshold) == [False, True, False, True, False]

@@ -19,7 +19,12 @@ from sklearn.metrics import roc_auc_score
 
 from training.corpus import IDENTITY_ATTACK, IDENTITY_ATTACK_MAPPING, UNKNOWN, Split, source_weight
 from training.identity_validation import identity_auc, selection_score
-from training.selection import fit_platt, per_source_auc, source_balanced_weights
+from training.selection import (
+    choose_threshold,
+    fit_platt,
+    per_source_auc,
+    source_balanced_weights,
+)
 
 HEAD = IDENTITY_ATTACK
 HEAD_MEANING = (
@@ -52,7 +57,8 @@ def row_weights(sources: list[str], overrides: dict[str, float]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class ChosenHead:
-    """The head chosen on validation, calibrated: p = sigmoid(platt_a * margin + platt_b)."""
+    """The head chosen on validation, calibrated: p = sigmoid(platt_a * margin + platt_b), and
+    decided at `threshold`."""
 
     c: float
     coef: np.ndarray
@@ -61,6 +67,7 @@ class ChosenHead:
     val_auc: dict[str, float]
     platt_a: float
     platt_b: float
+    threshold: float
 
     def folded(self) -> tuple[np.ndarray, float]:
         """The calibrated head as one linear layer: sigmoid(x @ coef + intercept)."""
@@ -85,8 +92,10 @@ def choose_head(
     """Fit the head for each C of `grid` and keep the best on validation: the mean per-source
     ROC-AUC of the head, averaged with the held-out identity AUC (benign identity sentences of the
     project's own writing against the validation identity attacks), as the trainers choose their
-    models. Platt scaling on the validation splits (sources weighted equally) calibrates it.
-    `x_val` and `x_identity` are anything `@ coef` works on (sparse or dense)."""
+    models. Platt scaling on the validation splits (sources weighted equally) calibrates it,
+    and its threshold is the one of best validation macro-F1 (sources weighted equally), the
+    rule of the toxic thresholds. `x_val` and `x_identity` are anything `@ coef` works on
+    (sparse or dense)."""
     results = []
     for c in grid:
         coef, intercept = fit(c)
@@ -101,8 +110,11 @@ def choose_head(
         results.append((score, c, coef, intercept, aucs | {"heldout_identity_auc": id_auc}))
     score, c, coef, intercept, aucs = max(results, key=lambda r: r[0])
     margin = x_val @ coef + intercept
-    platt_a, platt_b = fit_platt(margin, y_val, source_balanced_weights(val_sources))
-    return ChosenHead(c, coef, float(intercept), score, aucs, platt_a, platt_b)
+    balance = source_balanced_weights(val_sources)
+    platt_a, platt_b = fit_platt(margin, y_val, balance)
+    proba = 1.0 / (1.0 + np.exp(-(platt_a * margin + platt_b)))
+    threshold = choose_threshold(proba, y_val, balance)
+    return ChosenHead(c, coef, float(intercept), score, aucs, platt_a, platt_b, threshold)
 
 
 def head_metadata(
@@ -133,6 +145,8 @@ def head_metadata(
         "val_roc_auc": {k: round(v, 4) for k, v in head.val_auc.items()},
         "platt_a": head.platt_a,
         "platt_b": head.platt_b,
+        # `/v1/moderations` reports `hate` when a flagged text's head score reaches it.
+        "threshold": head.threshold,
         # The share of the held-out benign identity sentences the head scores at 0.5 or more: a
         # head that flags "I am a proud gay man" as hate would be worse than none.
         "heldout_identity_sentences_at_0_5": round(float(np.mean(identity_proba >= 0.5)), 4),

@@ -8,10 +8,9 @@ error statuses are OpenAI's. What the shape asks and the model cannot answer is 
   at someone. Its score is reported as `harassment` (OpenAI: harassing language towards any
   target), and `flagged` is the same decision as `label` on `/v1/predict`.
 - `hate` is judged only by a model with its own identity-attack score (an `identity_attack` or
-  `identity_hate` label, as Jigsaw-trained models have). The shipped tfidf model has an
-  `identity_attack` head (and so the cascade, which keeps it for every text); the shipped onnx
-  and transformer models have none, so with them hateful abuse raises `harassment` and
-  `flagged`, and `hate` is not judged.
+  `identity_hate` label, as Jigsaw-trained models have). Every shipped model has an
+  `identity_attack` head (tfidf, onnx, transformer, and so the cascade); a model without one
+  raises `harassment` and `flagged` for hateful abuse, and `hate` is not judged.
 - A category that is not judged is `null` in `categories` and `category_scores` and `[]` in
   `category_applied_input_types`, never a confident `false` / `0.0`. OpenAI answers `null` the
   same way for a category one of its models does not judge (`illicit` from its text-moderation
@@ -98,18 +97,22 @@ _TOXICITY_ONLY: dict[bool, dict[str, Any]] = {
 _TOXICITY_APPLIED: dict[str, Any] = {**_NOT_APPLIED, TOXICITY_CATEGORY: ["text"]}
 
 
-def moderation_result(prediction: dict[str, Any], threshold: float) -> dict[str, Any]:
+def moderation_result(
+    prediction: dict[str, Any], threshold: float, label_thresholds: dict[str, float] | None = None
+) -> dict[str, Any]:
     """One result in OpenAI's shape from one prediction of `/v1/predict_batch`'s shape.
 
-    A category of a label score is true when its score reaches the same threshold as toxicity,
-    and only on a flagged text, so `flagged` stays "some category is true", as in OpenAI's.
+    A category of a label score is true when its score reaches the label's own threshold (the
+    model's `label_thresholds`, else the same threshold as toxicity), and only on a flagged
+    text, so `flagged` stays "some category is true", as in OpenAI's.
     """
+    own = label_thresholds or {}
     flagged: bool = prediction["label"] == "toxic"
     scores = _NULLS.copy()
     scores[TOXICITY_CATEGORY] = prediction["probability_toxic"]
     labels: dict[str, float] = prediction.get("labels") or {}
     judged = {
-        category: float(labels[label])
+        category: (float(labels[label]), own.get(label, threshold))
         for label, category in LABEL_CATEGORIES.items()
         if label in labels
     }
@@ -117,8 +120,8 @@ def moderation_result(prediction: dict[str, Any], threshold: float) -> dict[str,
         categories, applied = _TOXICITY_ONLY[flagged], _TOXICITY_APPLIED
     else:
         categories, applied = _TOXICITY_ONLY[flagged].copy(), _TOXICITY_APPLIED.copy()
-        for category, score in judged.items():
-            categories[category] = flagged and score >= threshold
+        for category, (score, decided_at) in judged.items():
+            categories[category] = flagged and score >= decided_at
             scores[category] = score
             applied[category] = ["text"]
     return {
@@ -130,10 +133,13 @@ def moderation_result(prediction: dict[str, Any], threshold: float) -> dict[str,
 
 
 def moderation_body(
-    predictions: Sequence[dict[str, Any]], threshold: float, request_id: str
+    predictions: Sequence[dict[str, Any]],
+    threshold: float,
+    label_thresholds: dict[str, float],
+    request_id: str,
 ) -> dict[str, Any]:
     return {
         "id": f"modr-{request_id}",
         "model": predictions[0]["model_version"],
-        "results": [moderation_result(p, threshold) for p in predictions],
+        "results": [moderation_result(p, threshold, label_thresholds) for p in predictions],
     }

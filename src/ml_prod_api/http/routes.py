@@ -320,7 +320,11 @@ async def moderations(request: Request) -> Response:
     await _valid_body(request, state, ModerationRequest, check)
     preds, result, headers = await _score(request, state, texts)
     threshold: float = preds[0]["threshold"]  # the one the predictions were decided with
-    payload = moderation_body(preds, threshold, request_id_var.get() or "-")
+    scored_by = state.service.provider
+    assert scored_by is not None  # _score() only returns once the model is loaded
+    payload = moderation_body(
+        preds, threshold, scored_by.label_thresholds, request_id_var.get() or "-"
+    )
     return _respond(payload, result, headers)
 
 
@@ -336,6 +340,7 @@ async def root(request: Request) -> ServiceInfo:
         provider=settings.model_provider,
         model_version=provider.version if provider is not None else None,
         threshold=_threshold(settings, service),
+        label_thresholds=provider.label_thresholds if provider is not None else {},
         ready=service.readiness.ready,
         links={
             "docs": "/docs",

@@ -55,8 +55,9 @@ class Prediction(BaseModel):
     provider: str
     labels: dict[str, float] | None = Field(
         default=None,
-        description="Every score of a model with more than one (a multi-label model, or the tfidf "
-        "model's `identity_attack` head), `toxic` included; absent otherwise.",
+        description="Every score of a model with more than one (a multi-label model, such as "
+        "the shipped ones with their `identity_attack` head), `toxic` included; absent "
+        "otherwise.",
     )
     explanation: list[Contribution] | None = Field(
         default=None, description="Top contributing features, when `explain` was requested."
@@ -264,6 +265,12 @@ class ServiceInfo(BaseModel):
     model_version: str | None
     threshold: float | None = Field(
         description=THRESHOLD_DESCRIPTION + " null while no model is loaded and it is unset."
+    )
+    label_thresholds: dict[str, float] = Field(
+        default_factory=dict,
+        description="The threshold chosen in training for each extra label that has its own "
+        "(`identity_attack`: `/v1/moderations` reports `hate` true when the text is flagged "
+        "and this score reaches it); `TOXIC_THRESHOLD` does not change them.",
     )
     ready: bool
     links: dict[str, str]

@@ -60,6 +60,18 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
+def head_thresholds(metadata: dict[str, Any]) -> dict[str, float]:
+    """The decision threshold of each extra head (`metadata.json`'s `heads`) that records one."""
+    heads = metadata.get("heads")
+    if not isinstance(heads, dict):
+        return {}
+    return {
+        str(name): float(head["threshold"])
+        for name, head in heads.items()
+        if isinstance(head, dict) and isinstance(head.get("threshold"), int | float)
+    }
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

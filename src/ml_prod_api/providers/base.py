@@ -51,6 +51,13 @@ class Provider(ABC):
         return None
 
     @property
+    def label_thresholds(self) -> dict[str, float]:
+        """The decision thresholds chosen in training for labels other than `toxic` (a head's
+        own, such as `identity_attack`'s), by label; a label missing here is decided at the
+        toxic threshold."""
+        return {}
+
+    @property
     def max_batch_size(self) -> int:
         """The most texts this provider is given in one `predict_batch` call.
 

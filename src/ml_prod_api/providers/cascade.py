@@ -20,8 +20,9 @@ The cascade's artifact is a small `metadata.json` (models/cascade) written by
   map and threshold meaningless, so a mismatch fails the load rather than serving them.
 
 Each `Score` names the stage that answered (`stage`), which the serving layer counts in a metric
-and the access log. A cascade answers one probability per text: stage 2's per-label scores of a
-multi-label head are not passed on, since stage 1 has none.
+and the access log. Its `labels` are stage 1's for every text (tfidf's `identity_attack` head,
+decided at tfidf's threshold for it; stage 2's own head is not mixed in), with `toxic` set to
+the cascade's score.
 """
 
 from __future__ import annotations
@@ -204,6 +205,10 @@ class CascadeProvider(Provider):
         return self.config.threshold if self._config is not None else None
 
     @property
+    def label_thresholds(self) -> dict[str, float]:
+        return self.stage1.label_thresholds
+
+    @property
     def max_batch_size(self) -> int:
         # Stage 1 takes the whole call; stage 2 is called in chunks of its own limit.
         return self.stage1.max_batch_size
@@ -238,9 +243,9 @@ class CascadeProvider(Provider):
             second = self._stage2([texts[i] for i in chosen])
             for i, score in zip(chosen, second, strict=True):
                 p = config.calibration(score.probability_toxic)
-                # A head only one stage has (tfidf's identity_attack) is kept for every text;
-                # `toxic` is the score the cascade answers.
-                heads = (first[i].labels or {}) | (score.labels or {})
+                # Stage 1's heads answer for every text, so one head (and its threshold)
+                # decides each label; `toxic` is the score the cascade answers.
+                heads = (score.labels or {}) | (first[i].labels or {})
                 labels = heads | {"toxic": p} if heads else None
                 out[i] = Score(probability_toxic=p, stage=STAGE2, labels=labels)
         return out

@@ -23,7 +23,12 @@ import numpy as np
 from pydantic import Field
 
 from ml_prod_api.errors import ModelLoadError, WorkAbandoned
-from ml_prod_api.providers.artifact_files import ArtifactSettings, read_json, sha256_file
+from ml_prod_api.providers.artifact_files import (
+    ArtifactSettings,
+    head_thresholds,
+    read_json,
+    sha256_file,
+)
 from ml_prod_api.providers.base import Provider, Score
 from ml_prod_api.providers.textnorm import normalize
 
@@ -311,6 +316,7 @@ class WindowedClassifier(Provider):
         self._version_override = version
         self._version = "unloaded"
         self._threshold: float | None = None
+        self._label_thresholds: dict[str, float] = {}
         self.max_length = DEFAULT_MAX_LENGTH
         self.labels: LabelMap | None = None
         self.cls_id: int | None = None
@@ -324,6 +330,10 @@ class WindowedClassifier(Provider):
     @property
     def default_threshold(self) -> float | None:
         return self._threshold
+
+    @property
+    def label_thresholds(self) -> dict[str, float]:
+        return self._label_thresholds
 
     # --- to implement -------------------------------------------------------------------------
     @abstractmethod
@@ -366,6 +376,7 @@ class WindowedClassifier(Provider):
         self.input_normalization = normalization
         self._prepare = INPUT_NORMALIZATIONS[normalization]
         self._threshold = metadata.get("threshold")
+        self._label_thresholds = head_thresholds(metadata)
         self._version = (
             self._version_override
             or metadata.get("model_version")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ml_prod_api.providers.artifact_files import ArtifactSettings
+from ml_prod_api.providers.artifact_files import ArtifactSettings, head_thresholds
 from ml_prod_api.providers.base import Contribution, Provider, Score
 from ml_prod_api.providers.textnorm import normalize
 from ml_prod_api.providers.tfidf.model import LinearTextModel, lexicon_hits, load_artifact
@@ -42,6 +42,10 @@ class TfidfProvider(Provider):
     def default_threshold(self) -> float | None:
         threshold = self._metadata.get("threshold")
         return float(threshold) if threshold is not None else None
+
+    @property
+    def label_thresholds(self) -> dict[str, float]:
+        return head_thresholds(self._metadata)
 
     @property
     def metadata(self) -> dict[str, Any]:
