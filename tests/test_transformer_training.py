@@ -542,6 +542,7 @@ def test_an_identity_attack_head_keeps_the_toxic_score_and_both_providers_answer
     assert "identity_attack = sigmoid(logits[:, 1])" in exported["output"]
     onnx = OnnxProvider(shipped)
     onnx.load()
+    assert onnx.label_thresholds == after.label_thresholds == {"identity_attack": head["threshold"]}
     for mine, reference in zip(onnx.predict_batch(texts), scores, strict=True):
         assert mine.labels is not None and reference.labels is not None
         assert set(mine.labels) == set(reference.labels)

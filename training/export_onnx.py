@@ -461,6 +461,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "toxic_label": trained.get("toxic_label", "toxic"),
         "problem_type": problem_type,
         "output": output_description(config, problem_type),
+        # Extra heads (train_transformer_head.py) with their thresholds, read by the provider.
+        **({"heads": trained["heads"]} if "heads" in trained else {}),
         "label_mapping": trained["label_mapping"],
         "input_normalization": served["input_normalization"],
         "preprocessing": served["preprocessing"],
