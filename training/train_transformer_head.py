@@ -12,7 +12,7 @@ multi_label_classification`, labels `toxic` and `identity_attack`):
   sigmoid(margin) is exactly the old softmax's toxic probability;
 - the `identity_attack` row is a logistic regression on the layer's input (BERT's pooled [CLS]
   output), fitted to `corpus.IDENTITY_ATTACK_MAPPING`'s target with `identity_head`'s rows,
-  weights, choice of C and calibration, as the tfidf model's head is.
+  weights, choice of C, calibration and threshold, as the tfidf model's head is.
 
 The result is still a plain Hugging Face checkpoint: the `transformer` provider answers both
 labels, `ship_checkpoint.py` stores it in fp16 and `export_onnx.py` exports both logits. Texts

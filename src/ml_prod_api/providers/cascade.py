@@ -21,8 +21,8 @@ The cascade's artifact is a small `metadata.json` (models/cascade) written by
 
 Each `Score` names the stage that answered (`stage`), which the serving layer counts in a metric
 and the access log. Its `labels` are stage 1's for every text (tfidf's `identity_attack` head,
-decided at tfidf's threshold for it; stage 2's own head is not mixed in), with `toxic` set to
-the cascade's score.
+decided at tfidf's threshold for it; stage 2's labels are not passed on, so one head decides
+each label), with `toxic` set to the cascade's score.
 """
 
 from __future__ import annotations
@@ -245,7 +245,7 @@ class CascadeProvider(Provider):
                 p = config.calibration(score.probability_toxic)
                 # Stage 1's heads answer for every text, so one head (and its threshold)
                 # decides each label; `toxic` is the score the cascade answers.
-                heads = (score.labels or {}) | (first[i].labels or {})
+                heads = first[i].labels
                 labels = heads | {"toxic": p} if heads else None
                 out[i] = Score(probability_toxic=p, stage=STAGE2, labels=labels)
         return out
