@@ -568,8 +568,10 @@ def test_shipped_artifact_is_complete_and_consistent() -> None:
     assert metadata["model_version"].endswith(metadata["artifact"]["sha256"][:12])
     assert sha256_file(SHIPPED / "model.onnx") == metadata["artifact"]["sha256"]
     config = json.loads((SHIPPED / "config.json").read_text())
-    assert config["id2label"] == {"0": "non-toxic", "1": "toxic"}
-    assert config["problem_type"] == "single_label_classification"
+    # The toxic score and the identity_attack head, each read with a sigmoid.
+    assert config["id2label"] == {"0": "toxic", "1": "identity_attack"}
+    assert config["problem_type"] == "multi_label_classification"
+    assert metadata["labels"] == config["id2label"]
     tokenizer = json.loads((SHIPPED / "tokenizer.json").read_text())
     assert tokenizer["truncation"]["max_length"] == metadata["tokenizer"]["max_length"]
     assert metadata["checks"]["int8_onnx_vs_fp32_torch"]["passed"]
