@@ -164,6 +164,7 @@ def test_the_trainer_adds_a_head_and_leaves_toxicity_as_it_was(tmp_path: Path) -
         versions[0]["threshold"] == json.loads((plain / "metadata.json").read_text())["threshold"]
     )
     assert versions[0]["heads"][HEAD]["C"] in (1.0, 4.0)
+    assert 0.05 <= versions[0]["heads"][HEAD]["threshold"] <= 0.95
 
     after = TfidfProvider(tmp_path / "headed")
     after.load()

@@ -33,8 +33,7 @@ HEAD_MEANING = (
 )
 # The head's own source weights over `corpus.SOURCES`': EDOS is down-weighted for toxicity because
 # its `0` ("not sexist") may still be rude, which does not matter here, where sexism is the
-# target itself (tfidf head on validation: EDOS 0.720 -> 0.748 ROC-AUC, mean per-source 0.775 ->
-# 0.789).
+# target itself (chosen on validation: MODEL_CARD.md, "The identity_attack heads").
 HEAD_WEIGHTS: dict[str, float] = {"edos": 1.0}
 
 # A fit for one C: (coefficients, intercept) of the head's margin.

@@ -17,7 +17,8 @@ MLMA tweets, Davidson's hate class, ConvAbuse's identity votes). Rows whose sour
 - C is chosen on the validation splits: the mean per-source ROC-AUC of the head, averaged with
   the held-out identity AUC (benign identity sentences of the project's own writing against the
   validation identity attacks), as the trainers choose their models. Platt scaling on the
-  validation splits (sources weighted equally) is folded into the head.
+  validation splits (sources weighted equally) is folded into the head, and its threshold (best
+  validation macro-F1) is recorded for `/v1/moderations`' `hate`.
 - Writes a new `model.joblib` (the toxic weights unchanged, the head added) and `metadata.json`
   (the old one, with a new version, the new sha256 and a `heads` entry) to `--output`.
 """
