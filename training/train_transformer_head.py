@@ -49,6 +49,7 @@ from training.identity_head import (
 from training.identity_validation import sentences as identity_sentences
 from training.train_transformer import (
     FP32_CHECKPOINT,
+    collate,
     find_output_layer,
     served_text,
     write_metadata,
@@ -126,14 +127,8 @@ def pooled_features(
                 range(0, len(order), batch_size), desc=desc, unit="batch", disable=not progress
             ):
                 index = order[start : start + batch_size]
-                width = max(len(ids[i]) for i in index)
-                input_ids = torch.full((len(index), width), pad, dtype=torch.long)
-                mask = torch.zeros((len(index), width), dtype=torch.long)
-                for row, i in enumerate(index):
-                    input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
-                    mask[row, : len(ids[i])] = 1
                 captured.clear()
-                model(input_ids=input_ids, attention_mask=mask)
+                model(**collate([ids[i] for i in index], pad))
                 out[index] = captured[0].float().numpy()
     finally:
         hook.remove()
