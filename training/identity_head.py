@@ -10,6 +10,10 @@ tweets, HateXplain's posts without a majority) are left out. The toxic score is 
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +22,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from training.corpus import IDENTITY_ATTACK, IDENTITY_ATTACK_MAPPING, UNKNOWN, Split, source_weight
+from training.data_sources import DataFileMissing
 from training.identity_validation import identity_auc, selection_score
 from training.selection import (
     choose_threshold,
@@ -152,3 +157,21 @@ def head_metadata(
         "val_pooled_mean_score": round(float(val_proba.mean()), 4),
         "val_pooled_attack_rate": round(float(y_val.mean()), 4),
     }
+
+
+def run_head_trainer(
+    parse_args: Callable[[list[str] | None], argparse.Namespace],
+    train: Callable[[argparse.Namespace], dict[str, Any]],
+    argv: list[str] | None,
+) -> int:
+    """Both head trainers' `main`: train, then print the head's validation ROC-AUCs; a missing
+    data file is one line on stderr and exit code 2."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args = parse_args(argv)
+    try:
+        metadata = train(args)
+    except DataFileMissing as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(json.dumps(metadata["heads"][HEAD]["val_roc_auc"], indent=2))
+    return 0

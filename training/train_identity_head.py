@@ -26,7 +26,6 @@ MLMA tweets, Davidson's hate class, ConvAbuse's identity votes). Rows whose sour
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -42,7 +41,7 @@ from ml_prod_api.providers.tfidf.model import (
     load_artifact,
 )
 from training.corpus import add_weight_argument, load_corpus
-from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing
+from training.data_sources import DEFAULT_DATA_DIR
 from training.identity_head import (
     HEAD,
     HEAD_WEIGHTS,
@@ -50,6 +49,7 @@ from training.identity_head import (
     head_metadata,
     known,
     row_weights,
+    run_head_trainer,
 )
 from training.identity_validation import sentences as identity_sentences
 from training.train_tfidf import (
@@ -138,15 +138,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    args = parse_args(argv)
-    try:
-        metadata = train(args)
-    except DataFileMissing as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    print(json.dumps(metadata["heads"][HEAD]["val_roc_auc"], indent=2))
-    return 0
+    return run_head_trainer(parse_args, train, argv)
 
 
 if __name__ == "__main__":

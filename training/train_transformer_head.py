@@ -36,7 +36,7 @@ import numpy as np
 
 from ml_prod_api.providers.artifact_files import sha256_file
 from training.corpus import add_weight_argument, load_corpus
-from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing, read_tweeteval
+from training.data_sources import DEFAULT_DATA_DIR, read_tweeteval
 from training.evaluate_transformer import TorchScorer
 from training.identity_head import (
     HEAD,
@@ -45,6 +45,7 @@ from training.identity_head import (
     head_metadata,
     known,
     row_weights,
+    run_head_trainer,
 )
 from training.identity_validation import sentences as identity_sentences
 from training.train_transformer import (
@@ -247,15 +248,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    args = parse_args(argv)
-    try:
-        metadata = train(args)
-    except DataFileMissing as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    print(json.dumps(metadata["heads"][HEAD]["val_roc_auc"], indent=2))
-    return 0
+    return run_head_trainer(parse_args, train, argv)
 
 
 if __name__ == "__main__":
