@@ -175,6 +175,37 @@ def test_tfidf_provider_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert [r["label"] for r in read_csv(out)] == ["toxic", "non-toxic"]
 
 
+def test_a_models_further_labels_get_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The shipped tfidf model has an identity_attack head: CSV gets its column, JSONL the
+    # `labels` object the HTTP API answers.
+    monkeypatch.setenv("MODEL_PROVIDER", "tfidf")
+    source = tmp_path / "in.txt"
+    source.write_text("immigrants are vermin and should be driven out\nyou are a f*cking idiot\n")
+    out = tmp_path / "out.csv"
+    assert run([str(source), "-o", str(out)]) == 0
+    group, person = read_csv(out)
+    assert list(group) == ["id", "probability_toxic", "label", "probability_identity_attack"]
+    assert float(group["probability_identity_attack"]) > float(
+        person["probability_identity_attack"]
+    )
+    out_jsonl = tmp_path / "out.jsonl"
+    assert run([str(source), "-o", str(out_jsonl)]) == 0
+    records = [json.loads(line) for line in out_jsonl.read_text().splitlines()]
+    for record in records:
+        assert set(record["labels"]) == {"toxic", "identity_attack"}
+        assert record["labels"]["toxic"] == record["probability_toxic"]
+
+
+def test_empty_input_still_gets_a_header(tmp_path: Path) -> None:
+    source = tmp_path / "in.csv"
+    source.write_text("id,text\n")
+    out = tmp_path / "out.csv"
+    assert run([str(source), "-o", str(out)]) == 0
+    assert out.read_text() == "id,probability_toxic,label\n"
+
+
 def test_streams_one_batch_at_a_time() -> None:
     out = io.StringIO()
     provider = FakeProvider()

@@ -2,10 +2,12 @@
 
 Reads CSV, JSONL or plain text (one text per line) as a stream, scores it in batches with the
 configured provider and writes `id,probability_toxic,label` CSV (or JSONL when OUTPUT ends in
-`.jsonl`). Memory stays flat whatever the file size: one batch is held at a time. A row that cannot
-be scored (bad JSON, a missing or empty text column) is reported on stderr by line number, never
-with its text, and skipped. OUTPUT appears only when the run succeeds: the scores are written to a
-temporary file beside it, renamed into place at the end.
+`.jsonl`), plus a `probability_<label>` column (JSONL: a `labels` object) for each further label
+the model scores, such as the `identity_attack` of the shipped models. Memory stays flat whatever
+the file size: one batch is held at a time. A row that cannot be scored (bad JSON, a missing or
+empty text column) is reported on stderr by line number, never with its text, and skipped.
+OUTPUT appears only when the run succeeds: the scores are written to a temporary file beside it,
+renamed into place at the end.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -161,23 +163,55 @@ def _read_jsonl(handle: IO[str], text_column: str, id_column: str) -> Iterator[R
 
 
 class ScoreWriter:
-    """Writes `id, probability_toxic, label` rows as CSV or JSONL (by the output's extension)."""
+    """Writes `id, probability_toxic, label` rows as CSV or JSONL (by the output's extension).
+
+    A model with further labels (a head's `identity_attack`) gets a `probability_<label>` CSV
+    column for each label of the first row's score, and JSONL rows carry the score's `labels`
+    object as the HTTP API answers it. The CSV header is therefore written with the first row
+    (or by `finish()` when there is none); a later row lacking one of the labels leaves its cell
+    empty.
+    """
 
     def __init__(self, handle: IO[str], jsonl: bool, id_column: str) -> None:
         self._handle = handle
         self._jsonl = jsonl
         self._id_column = id_column
         self._csv = None if jsonl else csv.writer(handle, lineterminator="\n")
-        if self._csv is not None:
-            self._csv.writerow([id_column, "probability_toxic", "label"])
+        self._labels: tuple[str, ...] | None = None
 
-    def write(self, row_id: Any, probability: float, label: str) -> None:
+    def _header(self, labels: Mapping[str, float]) -> None:
+        self._labels = tuple(name for name in labels if name != "toxic")
         if self._csv is not None:
-            self._csv.writerow([_id_text(row_id), f"{probability:.6f}", label])
+            extra = [f"probability_{name}" for name in self._labels]
+            self._csv.writerow([self._id_column, "probability_toxic", "label", *extra])
+
+    def write(
+        self,
+        row_id: Any,
+        probability: float,
+        label: str,
+        labels: Mapping[str, float] | None = None,
+    ) -> None:
+        scores = labels or {}
+        if self._labels is None:
+            self._header(scores)
+        if self._csv is not None:
+            extra = [f"{scores[name]:.6f}" if name in scores else "" for name in self._labels or ()]
+            self._csv.writerow([_id_text(row_id), f"{probability:.6f}", label, *extra])
         else:
-            record = {self._id_column: row_id, "probability_toxic": round(probability, 6),
-                      "label": label}  # fmt: skip
+            record: dict[str, Any] = {
+                self._id_column: row_id,
+                "probability_toxic": round(probability, 6),
+                "label": label,
+            }
+            if scores:
+                record["labels"] = {name: round(p, 6) for name, p in scores.items()}
             self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def finish(self) -> None:
+        """Write the CSV header if no row was written, so an empty result still has one."""
+        if self._labels is None:
+            self._header({})
 
 
 @dataclass(slots=True)
@@ -203,7 +237,7 @@ def score_stream(
         scores = provider.predict_batch([row.text for row in batch])
         for row, score in zip(batch, scores, strict=True):
             p = score.probability_toxic
-            writer.write(row.id, p, "toxic" if p >= threshold else "non-toxic")
+            writer.write(row.id, p, "toxic" if p >= threshold else "non-toxic", score.labels)
         summary.scored += len(batch)
         if progress is not None:
             progress.update(len(batch))
@@ -283,6 +317,7 @@ def run_score(args: argparse.Namespace) -> int:
             summary = score_stream(
                 rows, provider, writer, threshold, args.batch_size, sys.stderr, progress
             )
+            writer.finish()
     except ValueError as exc:  # a CSV header without the text column
         print(f"error: {args.input}: {exc}", file=sys.stderr)
         return 2
