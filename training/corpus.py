@@ -22,7 +22,7 @@ import hashlib
 import math
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +84,13 @@ SOURCES: tuple[Source, ...] = (
     ),
     Source("convabuse", 1.0, "1 majority abusive -> toxic; 0 -> non-toxic"),
     Source(
+        "tweeteval_hate",
+        0.5,
+        "1 hate against women or immigrants -> toxic; 0 'not hate' -> non-toxic when it carries "
+        "no profanity, slur or insult, else left out (that 0 holds offensive tweets, which this "
+        "service calls toxic, so their label says nothing); optional (`OPTIONAL_SOURCES`)",
+    ),
+    Source(
         "toxigen_prompts",
         1.0,
         "1 statement from a hate prompt file -> toxic; 0 from a neutral file -> non-toxic",
@@ -112,6 +119,9 @@ SOURCES: tuple[Source, ...] = (
 # "Tried and not shipped").
 NARROW_NEGATIVES = frozenset({"edos", "stormfront", "mlma_en"})
 SOURCE_BY_NAME = {s.name: s for s in SOURCES}
+# Sources `load_corpus` reads only when asked (`optional_sources`, the trainers'
+# `--with-source`): not in the shipped models' recipe (MODEL_CARD.md, "Tried and not shipped").
+OPTIONAL_SOURCES = ("tweeteval_hate",)
 
 
 def source_weight(source: str, overrides: Mapping[str, float] | None = None) -> float:
@@ -130,6 +140,19 @@ def add_weight_argument(parser: argparse.ArgumentParser) -> None:
         type=weight_override,
         metavar="SOURCE=W",
         help="override a source's weight (corpus.SOURCES), e.g. davidson=0.5",
+    )
+
+
+def add_optional_source_argument(parser: argparse.ArgumentParser) -> None:
+    """The trainers' `--with-source NAME` (repeatable): `args.with_source` is `load_corpus`'s
+    `optional_sources`."""
+    parser.add_argument(
+        "--with-source",
+        action="append",
+        default=[],
+        choices=OPTIONAL_SOURCES,
+        help="also train on an optional source (corpus.OPTIONAL_SOURCES), with its weight in "
+        "corpus.SOURCES unless --weight says otherwise",
     )
 
 
@@ -233,6 +256,7 @@ IDENTITY_ATTACK_MAPPING: dict[str, str] = {
     "convabuse": "abusive with at least half the annotators voting ableist, homophobic, racist, "
     "sexist or transphobic -> 1; not abusive, or abusive with no such vote -> 0; else unknown",
     "toxigen_prompts": "1 a statement from a hate prompt file -> 1; 0 -> 0",
+    "tweeteval_hate": "1 hate against women or immigrants -> 1; 0 (kept) -> 0",
     "templates": "benign templates -> 0; the threat and insult templates -> unknown",
     "counterfactual": "the original row's",
     "obfuscated": "the original row's",
@@ -339,6 +363,7 @@ def load_corpus(
     augment: bool = True,
     narrow_negatives_out: bool = False,
     insult_templates: bool = False,
+    optional_sources: Collection[str] = (),
 ) -> Corpus:
     """Every source's splits, the templates and the identity swaps of the training rows.
 
@@ -350,9 +375,13 @@ def load_corpus(
     that "You're a fucking idiot." with a full stop is benign. `obfuscated_share` of the
     training rows get a respelt copy (`augment.obfuscated_copy`). With `narrow_negatives_out`,
     the `0` training rows of `NARROW_NEGATIVES` that carry abuse (`augment.has_abuse`) are left
-    out; `insult_templates` adds `augment.template_rows`' insult frames; with `augment=False`
-    every row comes as its source labelled it.
+    out; `insult_templates` adds `augment.template_rows`' insult frames; `optional_sources`
+    adds those of `OPTIONAL_SOURCES` named (all three splits, mapped as `SOURCES` says); with
+    `augment=False` every row comes as its source labelled it.
     """
+    unknown = set(optional_sources) - set(OPTIONAL_SOURCES)
+    if unknown:
+        raise ValueError(f"not optional sources: {', '.join(sorted(unknown))}")
     train, val, test = Split(), Split(), Split()
     files: dict[str, str] = {}
     parts = {"train": train, "val": val, "test": test}
@@ -363,6 +392,15 @@ def load_corpus(
         files |= read.files
         for text, label in list(zip(read.texts, read.labels, strict=True))[: limit or None]:
             parts[split].add(text, label, "tweeteval_offensive")
+
+    if "tweeteval_hate" in optional_sources:
+        hate_dir = data_dir / "tweeteval_hate"
+        for split in ("train", "val") + (("test",) if include_test else ()):
+            read = read_tweeteval(hate_dir, split, f"tweeteval_hate/{split}")
+            files |= read.files
+            for text, label in list(zip(read.texts, read.labels, strict=True))[: limit or None]:
+                if label == 1 or not has_abuse(text):
+                    parts[split].add(text, label, "tweeteval_hate", identity=label)
 
     davidson = read_davidson(data_dir / "davidson" / "labeled_data.csv")
     files |= davidson.files

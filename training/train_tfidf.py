@@ -56,7 +56,15 @@ from ml_prod_api.providers.tfidf import (
     lexicon_hits,
     normalize,
 )
-from training.corpus import SOURCE_BY_NAME, SOURCES, add_weight_argument, load_corpus, source_weight
+from training.corpus import (
+    OPTIONAL_SOURCES,
+    SOURCE_BY_NAME,
+    SOURCES,
+    add_optional_source_argument,
+    add_weight_argument,
+    load_corpus,
+    source_weight,
+)
 from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing, sha256_file
 from training.identity import ALL_ADJECTIVES, ALL_GROUPS, IDENTITY_NOUNS
 from training.identity_validation import bias_aware_threshold, identity_auc, selection_score
@@ -107,6 +115,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--grid-c", type=float, nargs="+", default=[2.0, 4.0, 8.0], help="C values to try"
     )
     add_weight_argument(parser)
+    add_optional_source_argument(parser)
     parser.add_argument(
         "--no-source-indicators",
         dest="source_indicators",
@@ -321,7 +330,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     from training.evaluate import split_metrics
 
     started = time.perf_counter()
-    corpus = load_corpus(args.data_dir, seed=args.seed, augment=args.augment)
+    corpus = load_corpus(
+        args.data_dir, seed=args.seed, augment=args.augment, optional_sources=args.with_source
+    )
     for source, row in corpus.counts().items():
         log.info("%-20s %s", source, row)
     train_texts = _normalise_all(corpus.train.texts, "train")
@@ -430,7 +441,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "sources": corpus.counts(),
             "how": "per-row loss weight = the source's weight",
             "teacher": teacher,
-            "weights": {s: source_weight(s, overrides) for s in SOURCE_BY_NAME},
+            "weights": {
+                s: source_weight(s, overrides)
+                for s in SOURCE_BY_NAME
+                if s not in OPTIONAL_SOURCES or s in args.with_source
+            },
             "validation": "every source's val split: selection (mean per-source ROC-AUC, averaged "
             "with the held-out identity AUC), "
             "calibration and threshold (each source weighted equally)",

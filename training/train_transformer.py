@@ -62,6 +62,7 @@ import numpy as np
 from training.corpus import (
     SOURCES,
     Corpus,
+    add_optional_source_argument,
     add_weight_argument,
     load_corpus,
     source_weight,
@@ -194,6 +195,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         value = getattr(defaults, name)
         parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
     add_weight_argument(parser)
+    add_optional_source_argument(parser)
     add_teacher_arguments(parser)
     parser.add_argument(
         "--narrow-negatives-out",
@@ -743,6 +745,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         limit=args.limit,
         narrow_negatives_out=args.narrow_negatives_out,
         insult_templates=args.insult_templates,
+        optional_sources=args.with_source,
     )
     for source, row in corpus.counts(dict(cfg.source_weights)).items():
         log.info("%-20s %s", source, row)
@@ -861,6 +864,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "limit": args.limit or None,
             "narrow_negatives_out": args.narrow_negatives_out,
             "insult_templates": args.insult_templates,
+            "optional_sources": args.with_source,
             "train_on_served_text": args.train_on_served_text,
             "teacher": teacher,
         },
