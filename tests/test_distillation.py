@@ -59,6 +59,56 @@ def test_narrow_negatives_with_abuse_leave_training_only(tmp_path: Path) -> None
     assert "what a stupid fucking referee" in dropped.val.texts, "validation stays as labelled"
 
 
+def write_hateval(folder: Path, rows: dict[str, list[tuple[str, int]]]) -> None:
+    """A TweetEval-format `tweeteval_hate` folder (texts of this project's writing)."""
+    folder.mkdir(parents=True)
+    for split, pairs in rows.items():
+        (folder / f"{split}_text.txt").write_text("".join(f"{t}\n" for t, _ in pairs))
+        (folder / f"{split}_labels.txt").write_text("".join(f"{y}\n" for _, y in pairs))
+
+
+def test_hateval_is_optional_and_its_offensive_not_hate_tweets_are_left_out(
+    tmp_path: Path,
+) -> None:
+    """HatEval's `0` is "not hate against women or immigrants", which holds offensive tweets this
+    service calls toxic: a `0` with profanity, a slur or an insult is left out of every split; a
+    plain `0` is non-toxic and a `1` toxic (and an identity attack). Without `--with-source` the
+    source is not read."""
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURES, data)
+    write_hateval(
+        data / "tweeteval_hate",
+        {
+            split: [
+                (f"the {split} ferry brought migrants to the harbour today", 0),
+                (f"shut up you stupid fool, {split} is over", 0),
+                (f"send every one of them back where they came from {split}", 1),
+            ]
+            for split in ("train", "val", "test")
+        },
+    )
+    assert "tweeteval_hate" not in load_corpus(data, include_test=True).train.sources
+    corpus = load_corpus(
+        data, include_test=True, augment=False, optional_sources=["tweeteval_hate"]
+    )
+    for split in ("train", "val", "test"):
+        part = getattr(corpus, split)
+        rows = {
+            t: (label, identity)
+            for t, label, identity, source in zip(
+                part.texts, part.labels, part.identity, part.sources, strict=True
+            )
+            if source == "tweeteval_hate"
+        }
+        assert rows == {
+            f"the {split} ferry brought migrants to the harbour today": (0, 0),
+            f"send every one of them back where they came from {split}": (1, 1),
+        }
+    assert any("/tweeteval_hate/" in name for name in corpus.files), "hashes recorded"
+    with pytest.raises(ValueError, match="not optional sources: davidson"):
+        load_corpus(data, optional_sources=["davidson"])
+
+
 def test_soft_rows_with_hard_targets_fit_the_same_model() -> None:
     """A 0/1 target through `soft_rows` is the plain fit: each row once, with its own weight."""
     rng = np.random.default_rng(0)

@@ -364,6 +364,14 @@ def test_epoch_rows_sample_each_source_by_its_weight_fresh_each_epoch() -> None:
     assert set(davidson) != {i for i in second if 10 <= i < 110}
 
 
+def test_an_optional_source_is_named_on_the_command_line() -> None:
+    args = train_transformer.parse_args(["--base", "x", "--with-source", "tweeteval_hate"])
+    assert args.with_source == ["tweeteval_hate"]
+    assert train_transformer.parse_args(["--base", "x"]).with_source == []
+    with pytest.raises(SystemExit):
+        train_transformer.parse_args(["--base", "x", "--with-source", "davidson"])
+
+
 def test_a_weight_given_on_the_command_line_replaces_the_sources_own() -> None:
     from collections import Counter
 
