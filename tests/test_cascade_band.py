@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 
 from ml_prod_api.providers.cascade import CascadeSettings
 from training import select_cascade_band as band
-from training.corpus import load_corpus
+from training.corpus import EVALUATED_SOURCES, load_corpus
 from training.selection import fit_platt
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,3 +142,14 @@ def test_the_per_source_evaluation_takes_the_cascade(tmp_path: Path) -> None:
     text = table.read_text()
     assert "| answered by |" in text and "onnx" in text
     assert (tmp_path / "cascade_calibration.png").stat().st_size > 0
+    # The optional source (HatEval) gets its own row; the mean stays on the default sources.
+    rows = {
+        line.split("|")[1].strip(): line.split("|")[4].strip()
+        for line in text.splitlines()
+        if line.startswith("| ") and line.count("|") > 6
+    }
+    assert "tweeteval_hate" in rows
+    default = [float(v) for k, v in rows.items() if k in EVALUATED_SOURCES]
+    assert float(rows["**mean** (default sources)"].strip("*")) == pytest.approx(
+        np.mean(default), abs=2e-3
+    )

@@ -61,7 +61,7 @@ def test_narrow_negatives_with_abuse_leave_training_only(tmp_path: Path) -> None
 
 def write_hateval(folder: Path, rows: dict[str, list[tuple[str, int]]]) -> None:
     """A TweetEval-format `tweeteval_hate` folder (texts of this project's writing)."""
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)
     for split, pairs in rows.items():
         (folder / f"{split}_text.txt").write_text("".join(f"{t}\n" for t, _ in pairs))
         (folder / f"{split}_labels.txt").write_text("".join(f"{y}\n" for _, y in pairs))

@@ -9,7 +9,10 @@ Scores go through the serving code (`create_provider(Settings(...))`, `load`, `p
 what is measured is what is served, at the threshold the artifact records. Reports:
 
 - per source, on its test split (read here once per shipped model): ROC-AUC, macro-F1, ECE, and
-  for the cascade the share of texts each stage answered;
+  for the cascade the share of texts each stage answered. The optional sources
+  (`corpus.OPTIONAL_SOURCES`, such as HatEval) are reported too, whether or not the model was
+  trained on them; the pooled figures (the mean ROC-AUC, the Jigsaw measures, the calibration
+  plot) stay on the default sources, so they compare with models judged before;
 - `bias_madlibs` (evaluation only): per identity term, the false-positive rate on `NOT_BAD`
   sentences that merely name an identity, and the AUC;
 - identity bias on the project's own test splits, with the measures of the Jigsaw Unintended
@@ -37,7 +40,14 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from training.corpus import EVALUATED_SOURCES, IDENTITY_ATTACK, UNKNOWN, Split, load_corpus
+from training.corpus import (
+    EVALUATED_SOURCES,
+    IDENTITY_ATTACK,
+    OPTIONAL_SOURCES,
+    UNKNOWN,
+    Split,
+    load_corpus,
+)
 from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing, read_bias_madlibs
 from training.evaluate import _pyplot, _save, bias_report, score, score_all, split_metrics
 from training.functional_suite import accuracy_by_functionality, read_suite
@@ -129,7 +139,7 @@ def head_report(
     target = np.asarray(split.identity)
     sources = np.asarray(split.sources)
     per_source: dict[str, Any] = {}
-    for source in EVALUATED_SOURCES:
+    for source in EVALUATED_SOURCES + OPTIONAL_SOURCES:
         mask = (sources == source) & (target != UNKNOWN)
         if len(set(target[mask].tolist())) == 2:
             per_source[source] = {
@@ -151,7 +161,7 @@ def evaluate(
     provider_name: str, model: Path, data_dir: Path, plots_dir: Path, madlibs: bool = True
 ) -> dict[str, Any]:
     provider, threshold = make_scorer(provider_name, model)
-    corpus = load_corpus(data_dir, include_test=True)
+    corpus = load_corpus(data_dir, include_test=True, optional_sources=OPTIONAL_SOURCES)
     test = corpus.test
     test_scores = score_all(provider, test.texts)
     test_proba = np.asarray([s.probability_toxic for s in test_scores], dtype=np.float64)
@@ -162,7 +172,7 @@ def evaluate(
     y_test = np.asarray(test.labels)
     sources = np.asarray(test.sources)
     per_source: dict[str, Any] = {}
-    for source in EVALUATED_SOURCES:
+    for source in EVALUATED_SOURCES + OPTIONAL_SOURCES:
         mask = sources == source
         if mask.any() and len(set(y_test[mask])) == 2:
             per_source[source] = split_metrics(test_proba[mask], y_test[mask], threshold)
@@ -183,9 +193,11 @@ def evaluate(
     functional = accuracy_by_functionality(suite, suite_proba.tolist(), threshold)
     heads = head_report(test_scores, test, test_proba, suite, suite_scores)
 
+    default = ~np.isin(sources, OPTIONAL_SOURCES)
+    default_texts = [t for t, keep in zip(test.texts, default, strict=True) if keep]
     plot_reliability(
-        test_proba,
-        y_test.astype(np.float64),
+        test_proba[default],
+        y_test[default].astype(np.float64),
         f"{provider_name}: every source's test split pooled",
         plots_dir / f"{provider_name}_calibration.png",
     )
@@ -193,9 +205,14 @@ def evaluate(
         "model_version": provider.version,
         "threshold": threshold,
         "test": per_source,
-        "test_mean_roc_auc": round(float(np.mean([m["roc_auc"] for m in per_source.values()])), 4),
+        "test_mean_roc_auc": round(
+            float(np.mean([m["roc_auc"] for k, m in per_source.items() if k in EVALUATED_SOURCES])),
+            4,
+        ),
         "bias_madlibs": bias,
-        "identity_bias_own_test": identity_bias(test_proba, y_test, test.texts),
+        "identity_bias_own_test": identity_bias(
+            test_proba[default], y_test[default], default_texts
+        ),
         "functional_suite": functional,
         **({"identity_attack_head": heads} if heads else {}),
         "data_files": corpus.files,
@@ -216,7 +233,7 @@ def markdown(provider_name: str, m: dict[str, Any]) -> str:
             f"| {source} | {s['rows']} | {s['toxic']} | {s['roc_auc']:.3f} | "
             f"{s['macro_f1']:.3f} | {s['ece']:.3f} |" + (f" {answered} |" if staged else "")
         )
-    mean = f"| **mean** | | | **{m['test_mean_roc_auc']:.3f}** | | |"
+    mean = f"| **mean** (default sources) | | | **{m['test_mean_roc_auc']:.3f}** | | |"
     lines.append(mean + (" |" if staged else ""))
     b = m["bias_madlibs"]
     if b is not None:
