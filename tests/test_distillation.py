@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from ml_prod_api.providers.tfidf import TfidfProvider
 from training import teacher_scores, train_tfidf
 from training.augment import has_abuse
-from training.corpus import NARROW_NEGATIVES, load_corpus
+from training.corpus import NARROW_NEGATIVES, UNKNOWN, load_corpus
 from training.teacher_scores import TeacherScores, distillation_targets, text_key
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,8 +72,8 @@ def test_hateval_is_optional_and_its_offensive_not_hate_tweets_are_left_out(
 ) -> None:
     """HatEval's `0` is "not hate against women or immigrants", which holds offensive tweets this
     service calls toxic: a `0` with profanity, a slur or an insult is left out of every split; a
-    plain `0` is non-toxic and a `1` toxic (and an identity attack). Without `--with-source` the
-    source is not read."""
+    plain `0` is non-toxic (and no identity attack) and a `1` toxic (whether it attacks an
+    identity, TweetEval does not say). Without `--with-source` the source is not read."""
     data = tmp_path / "data"
     shutil.copytree(FIXTURES, data)
     write_hateval(
@@ -102,7 +102,7 @@ def test_hateval_is_optional_and_its_offensive_not_hate_tweets_are_left_out(
         }
         assert rows == {
             f"the {split} ferry brought migrants to the harbour today": (0, 0),
-            f"send every one of them back where they came from {split}": (1, 1),
+            f"send every one of them back where they came from {split}": (1, UNKNOWN),
         }
     assert any("/tweeteval_hate/" in name for name in corpus.files), "hashes recorded"
     with pytest.raises(ValueError, match="not optional sources: davidson"):

@@ -256,7 +256,9 @@ IDENTITY_ATTACK_MAPPING: dict[str, str] = {
     "convabuse": "abusive with at least half the annotators voting ableist, homophobic, racist, "
     "sexist or transphobic -> 1; not abusive, or abusive with no such vote -> 0; else unknown",
     "toxigen_prompts": "1 a statement from a hate prompt file -> 1; 0 -> 0",
-    "tweeteval_hate": "1 hate against women or immigrants -> 1; 0 (kept) -> 0",
+    "tweeteval_hate": "0 (kept) -> 0; 1 -> unknown: its hate is aimed at women or immigrants as a "
+    "group or at one woman or migrant (TweetEval drops HatEval's target label), and an insult of "
+    "one person is not clearly an attack on who she is",
     "templates": "benign templates -> 0; the threat and insult templates -> unknown",
     "counterfactual": "the original row's",
     "obfuscated": "the original row's",
@@ -400,7 +402,8 @@ def load_corpus(
             files |= read.files
             for text, label in list(zip(read.texts, read.labels, strict=True))[: limit or None]:
                 if label == 1 or not has_abuse(text):
-                    parts[split].add(text, label, "tweeteval_hate", identity=label)
+                    target = 0 if label == 0 else UNKNOWN
+                    parts[split].add(text, label, "tweeteval_hate", identity=target)
 
     davidson = read_davidson(data_dir / "davidson" / "labeled_data.csv")
     files |= davidson.files
