@@ -7,19 +7,44 @@ training metadata can say exactly what the model was trained on.
 
 from __future__ import annotations
 
+import argparse
 import csv
+import logging
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 # The service's own hashing, so a training record and the artifact check agree by construction.
 from ml_prod_api.providers.artifact_files import sha256_file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+T = TypeVar("T")
 
 
 class DataFileMissing(FileNotFoundError):
     """A dataset file is not where the arguments say; the message names the path."""
+
+
+def run_script(
+    parse_args: Callable[[list[str] | None], argparse.Namespace],
+    run: Callable[[argparse.Namespace], T],
+    report: Callable[[argparse.Namespace, T], None],
+    argv: list[str] | None,
+) -> int:
+    """A training script's `main`: log at INFO, run, then `report` the result on stdout; a
+    missing data file is one line on stderr and exit code 2."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args = parse_args(argv)
+    try:
+        result = run(args)
+    except DataFileMissing as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    report(args, result)
+    return 0
 
 
 @dataclass

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +20,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from training.corpus import IDENTITY_ATTACK, IDENTITY_ATTACK_MAPPING, UNKNOWN, Split, source_weight
-from training.data_sources import DataFileMissing
+from training.data_sources import run_script
 from training.identity_validation import identity_auc, selection_score
 from training.selection import (
     choose_threshold,
@@ -164,14 +162,10 @@ def run_head_trainer(
     train: Callable[[argparse.Namespace], dict[str, Any]],
     argv: list[str] | None,
 ) -> int:
-    """Both head trainers' `main`: train, then print the head's validation ROC-AUCs; a missing
-    data file is one line on stderr and exit code 2."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    args = parse_args(argv)
-    try:
-        metadata = train(args)
-    except DataFileMissing as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    print(json.dumps(metadata["heads"][HEAD]["val_roc_auc"], indent=2))
-    return 0
+    """Both head trainers' `main` (`data_sources.run_script`), printing the head's validation
+    ROC-AUCs."""
+
+    def report(_: argparse.Namespace, metadata: dict[str, Any]) -> None:
+        print(json.dumps(metadata["heads"][HEAD]["val_roc_auc"], indent=2))
+
+    return run_script(parse_args, train, report, argv)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from training.corpus import known_source, load_corpus
-from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing
+from training.data_sources import DEFAULT_DATA_DIR, run_script
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHUNK = 4096  # texts scored between two saves
@@ -180,15 +180,10 @@ def run(args: argparse.Namespace) -> TeacherScores:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    args = parse_args(argv)
-    try:
-        scores = run(args)
-    except DataFileMissing as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    print(f"{len(scores.scores)} texts scored by {scores.model_version}: {args.output}")
-    return 0
+    def report(args: argparse.Namespace, scores: TeacherScores) -> None:
+        print(f"{len(scores.scores)} texts scored by {scores.model_version}: {args.output}")
+
+    return run_script(parse_args, run, report, argv)
 
 
 if __name__ == "__main__":
