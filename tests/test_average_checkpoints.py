@@ -40,3 +40,16 @@ def test_checkpoints_of_different_shapes_are_refused(tmp_path: Path) -> None:
     torch.save({"layer.weight": torch.ones(2, 3)}, other / "best.pt")
     with pytest.raises(ValueError, match="different tensors"):
         average_checkpoints.main(["--output", str(tmp_path / "soup"), str(a), str(other)])
+
+
+def test_weight_files_of_one_run_are_averaged_as_given(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run", 9.0, [0, 1])
+    for step, weight in ((100, 2.0), (200, 4.0)):
+        torch.save(
+            {"layer.weight": torch.full((2, 3), weight), "position_ids": torch.tensor([0, 1])},
+            run / train_transformer.evaluated_weights_name(step),
+        )
+    files = sorted(run.glob("eval-step*.pt"))
+    average_checkpoints.main(["--output", str(tmp_path / "swa"), *map(str, files)])
+    swa = torch.load(tmp_path / "swa" / "best.pt", weights_only=True)
+    assert torch.equal(swa["layer.weight"], torch.full((2, 3), 3.0))  # best.pt (9.0) not read

@@ -706,6 +706,22 @@ def test_source_offsets_absorb_a_base_rate_the_text_cannot_explain(tmp_path: Pat
 
 
 @needs_torch
+def test_every_evaluated_point_keeps_its_weights(tmp_path: Path) -> None:
+    """Each evaluation's weights stay on disk beside best.pt, so a late point of the run, or an
+    average of several, can be finalized later; best.pt is one of them."""
+    import torch
+
+    fit, cfg, state = offsets_fit(tmp_path)
+    history = fit(cfg)
+    names = [train_transformer.evaluated_weights_name(h["step"]) for h in history]
+    assert len(names) == 3
+    assert sorted(p.name for p in state.glob("eval-step*.pt")) == names
+    best = torch.load(state / "best.pt", weights_only=True)
+    kept = [torch.load(state / name, weights_only=True) for name in names]
+    assert any(all(torch.equal(best[k], sd[k]) for k in best) for sd in kept)
+
+
+@needs_torch
 def test_offset_weight_decay_holds_the_offsets_near_zero(tmp_path: Path) -> None:
     """The same task as above, where undecayed offsets part by more than 1: a decay of 4 keeps
     each within about 1/4 of zero, whatever the gradient asks."""

@@ -1,14 +1,17 @@
 """Average the best checkpoints of several fine-tuning runs (a "model soup") for `--finalize-only`.
 
     python -m training.average_checkpoints --output DIR STATE_DIR STATE_DIR [...]
+    python -m training.average_checkpoints --output DIR STATE_DIR/eval-step*.pt
     python -m training.train_transformer --finalize-only --checkpoint-dir DIR --output OUT
 
 Runs fine-tuned from the same base weights with the same seed stay close enough in weight space
-for their average to be a model of its own, which can judge better than each run. This
-writes `DIR/best.pt`, the uniform average of every `STATE_DIR/best.pt` (uncalibrated, as
-training saves them), and `DIR/state.pt`, a fresh training state naming the runs: the two files
-`--finalize-only` reads, so the average is calibrated and given its threshold as a run's best
-checkpoint is. Tried, not shipped (MODEL_CARD, "Tried and not shipped").
+for their average to be a model of its own, which can judge better than each run; so do the
+points one run passes through late in training (each evaluation's weights are kept as
+`eval-stepNNNNNN.pt`), whose average is the stochastic weight average of that run. This
+writes `DIR/best.pt`, the uniform average of every `STATE_DIR/best.pt` or weights file given
+(uncalibrated, as training saves them), and `DIR/state.pt`, a fresh training state naming the
+runs: the two files `--finalize-only` reads, so the average is calibrated and given its
+threshold as a run's best checkpoint is. Tried, not shipped (MODEL_CARD, "Tried and not shipped").
 """
 
 from __future__ import annotations
@@ -37,6 +40,11 @@ def average(state_dicts: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def weights_file(path: Path) -> Path:
+    """A training state folder stands for its best checkpoint; a file for itself."""
+    return path / "best.pt" if path.is_dir() else path
+
+
 def main(argv: list[str] | None = None) -> None:
     import torch
 
@@ -44,11 +52,13 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m training.average_checkpoints", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--output", type=Path, required=True, help="checkpoint folder to write")
-    parser.add_argument("runs", type=Path, nargs="+", help="training state folders (best.pt)")
+    parser.add_argument(
+        "runs", type=Path, nargs="+", help="training state folders (their best.pt) or weight files"
+    )
     args = parser.parse_args(argv)
     if len(args.runs) < 2:
         parser.error("give at least two runs to average")
-    soup = average([torch.load(run / "best.pt", weights_only=True) for run in args.runs])
+    soup = average([torch.load(weights_file(run), weights_only=True) for run in args.runs])
     args.output.mkdir(parents=True, exist_ok=True)
     torch.save(soup, args.output / "best.pt")
     state = TrainState(history=[{"averaged": [str(run) for run in args.runs]}])

@@ -530,13 +530,20 @@ def save_checkpoint(
     tmp.replace(folder / "state.pt")
 
 
-def save_best(folder: Path, model: Any) -> None:
+def save_weights(folder: Path, model: Any, name: str = "best.pt") -> None:
+    """Write the model's weights to `folder/name` atomically."""
     import torch
 
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / "best.pt.tmp"
+    tmp = folder / f"{name}.tmp"
     torch.save(model.state_dict(), tmp)
-    tmp.replace(folder / "best.pt")
+    tmp.replace(folder / name)
+
+
+def evaluated_weights_name(step: int) -> str:
+    """The file holding the weights evaluated at `step` (kept so that any evaluated point, or an
+    average of several, can be finalized later: `average_checkpoints`)."""
+    return f"eval-step{step:06d}.pt"
 
 
 def train_model(
@@ -664,9 +671,10 @@ def train_model(
                 record["source_offsets"] = offsets.as_dict()
             history.append(record)
             tqdm.write(f"eval {json.dumps(record)}")
+            save_weights(checkpoints, model, evaluated_weights_name(step))
             if score > state.best_score:
                 state.best_score, state.best_step, state.stale = score, step, 0
-                save_best(checkpoints, model)
+                save_weights(checkpoints, model)
             else:
                 state.stale += 1
             model.train()
