@@ -53,3 +53,14 @@ def test_weight_files_of_one_run_are_averaged_as_given(tmp_path: Path) -> None:
     average_checkpoints.main(["--output", str(tmp_path / "swa"), *map(str, files)])
     swa = torch.load(tmp_path / "swa" / "best.pt", weights_only=True)
     assert torch.equal(swa["layer.weight"], torch.full((2, 3), 3.0))  # best.pt (9.0) not read
+
+
+def test_one_weights_file_is_copied_to_be_finalized_but_one_run_is_refused(
+    tmp_path: Path,
+) -> None:
+    run = write_run(tmp_path / "run", 5.0, [0, 1])
+    average_checkpoints.main(["--output", str(tmp_path / "one"), str(run / "best.pt")])
+    one = torch.load(tmp_path / "one" / "best.pt", weights_only=True)
+    assert torch.equal(one["layer.weight"], torch.full((2, 3), 5.0))
+    with pytest.raises(SystemExit):
+        average_checkpoints.main(["--output", str(tmp_path / "soup"), str(run)])

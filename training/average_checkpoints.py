@@ -2,6 +2,7 @@
 
     python -m training.average_checkpoints --output DIR STATE_DIR STATE_DIR [...]
     python -m training.average_checkpoints --output DIR STATE_DIR/eval-step*.pt
+    python -m training.average_checkpoints --output DIR STATE_DIR/eval-step005710.pt  # one point
     python -m training.train_transformer --finalize-only --checkpoint-dir DIR --output OUT
 
 Runs fine-tuned from the same base weights with the same seed stay close enough in weight space
@@ -56,8 +57,8 @@ def main(argv: list[str] | None = None) -> None:
         "runs", type=Path, nargs="+", help="training state folders (their best.pt) or weight files"
     )
     args = parser.parse_args(argv)
-    if len(args.runs) < 2:
-        parser.error("give at least two runs to average")
+    if len(args.runs) < 2 and weights_file(args.runs[0]) != args.runs[0]:
+        parser.error("give at least two runs to average, or one weights file to finalize")
     soup = average([torch.load(weights_file(run), weights_only=True) for run in args.runs])
     args.output.mkdir(parents=True, exist_ok=True)
     torch.save(soup, args.output / "best.pt")
