@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         "runs", type=Path, nargs="+", help="training state folders (their best.pt) or weight files"
     )
     args = parser.parse_args(argv)
-    if len(args.runs) < 2 and weights_file(args.runs[0]) != args.runs[0]:
+    if len(args.runs) < 2 and args.runs[0].is_dir():
         parser.error("give at least two runs to average, or one weights file to finalize")
     soup = average([torch.load(weights_file(run), weights_only=True) for run in args.runs])
     args.output.mkdir(parents=True, exist_ok=True)
