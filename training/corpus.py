@@ -25,6 +25,7 @@ import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from training.augment import has_abuse, obfuscated_copy, swap_identities, template_rows
 from training.data_sources import (
@@ -157,6 +158,34 @@ def add_optional_source_argument(parser: argparse.ArgumentParser) -> None:
         "corpus.SOURCES unless --weight says otherwise; tried, not the shipped recipe: read "
         "MODEL_CARD.md first",
     )
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--with-source` and the corpus variants `train_transformer` can train on; `recipe_options`
+    turns them into `load_corpus` arguments. `teacher_scores` takes them too, so a teacher scores
+    the very rows the run it teaches will read."""
+    add_optional_source_argument(parser)
+    parser.add_argument(
+        "--narrow-negatives-out",
+        action="store_true",
+        help="leave out the EDOS / Stormfront / mlma_en negatives that carry abuse "
+        "(corpus.NARROW_NEGATIVES; tried, not the shipped recipe)",
+    )
+    parser.add_argument(
+        "--insult-templates",
+        action="store_true",
+        help="add the insult-of-a-person templates and their praise and object counterparts "
+        "(augment.INSULT_FRAMES; tried, not the shipped recipe)",
+    )
+
+
+def recipe_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`load_corpus` keyword arguments from `add_recipe_arguments`' options."""
+    return {
+        "narrow_negatives_out": args.narrow_negatives_out,
+        "insult_templates": args.insult_templates,
+        "optional_sources": args.with_source,
+    }
 
 
 def known_source(name: str) -> str:

@@ -7,9 +7,11 @@ respelt copies, punctuation and style changes included) and of the validation sp
 by the served provider, so the scores are exactly what that provider answers. The file maps the
 SHA-1 of each text to its probability and records the teacher's model version; `train_tfidf
 --teacher FILE` and `train_transformer --teacher FILE` read it. `--source NAME` (repeatable) scores
-only the rows that come from those sources, for a teacher that is to teach only them. The run saves
-its progress every few thousand texts and resumes from the file, since scoring about 110,000 texts
-with the onnx model takes ten minutes or more on two cores.
+only the rows that come from those sources, for a teacher that is to teach only them; the corpus
+options of `train_transformer` (`--narrow-negatives-out`, `--insult-templates`, `--with-source`)
+give the rows of a run trained with them. The run saves its progress every few thousand texts and
+resumes from the file, since scoring about 110,000 texts with the onnx model takes ten minutes or
+more on two cores.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.corpus import known_source, load_corpus
+from training.corpus import add_recipe_arguments, known_source, load_corpus, recipe_options
 from training.data_sources import DEFAULT_DATA_DIR, run_script
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -133,6 +135,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     parser.add_argument("--seed", type=int, default=20190101, help="the trainers' corpus seed")
     parser.add_argument("--output", type=Path, required=True)
+    add_recipe_arguments(parser)
     add_sources_argument(
         parser,
         "--source",
@@ -155,7 +158,7 @@ def run(args: argparse.Namespace) -> TeacherScores:
                 f"{args.output} holds scores of {scores.model_version}, not {provider.version}"
             )
         log.info("resuming: %d texts already scored", len(scores.scores))
-    corpus = load_corpus(args.data_dir, seed=args.seed)
+    corpus = load_corpus(args.data_dir, seed=args.seed, **recipe_options(args))
     wanted = set(args.sources)
     rows = [
         text

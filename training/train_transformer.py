@@ -62,9 +62,10 @@ import numpy as np
 from training.corpus import (
     SOURCES,
     Corpus,
-    add_optional_source_argument,
+    add_recipe_arguments,
     add_weight_argument,
     load_corpus,
+    recipe_options,
     source_weight,
 )
 from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing, sha256_file
@@ -195,20 +196,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         value = getattr(defaults, name)
         parser.add_argument("--" + name.replace("_", "-"), type=type(value), default=value)
     add_weight_argument(parser)
-    add_optional_source_argument(parser)
+    add_recipe_arguments(parser)
     add_teacher_arguments(parser)
-    parser.add_argument(
-        "--narrow-negatives-out",
-        action="store_true",
-        help="leave out the EDOS / Stormfront / mlma_en negatives that carry abuse "
-        "(corpus.NARROW_NEGATIVES; tried, not the shipped recipe)",
-    )
-    parser.add_argument(
-        "--insult-templates",
-        action="store_true",
-        help="add the insult-of-a-person templates and their praise and object counterparts "
-        "(augment.INSULT_FRAMES; tried, not the shipped recipe)",
-    )
     parser.add_argument(
         "--train-on-served-text",
         action="store_true",
@@ -751,9 +740,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.data_dir,
         seed=cfg.seed,
         limit=args.limit,
-        narrow_negatives_out=args.narrow_negatives_out,
-        insult_templates=args.insult_templates,
-        optional_sources=args.with_source,
+        **recipe_options(args),
     )
     for source, row in corpus.counts(dict(cfg.source_weights)).items():
         log.info("%-20s %s", source, row)
