@@ -25,9 +25,8 @@ FAST = ["--grid-c", "2", "--char-min-df", "1", "--word-min-df", "1"]
 PROBE = "what a lovely sunny morning in the garden"
 
 
-def test_narrow_negatives_with_abuse_leave_training_only(tmp_path: Path) -> None:
-    """An EDOS 'not sexist' post that calls someone a moron says nothing about abuse: it is not
-    trained on as non-toxic, but validation keeps every row as the source labelled it."""
+def fixtures_with_narrow_negatives(tmp_path: Path) -> Path:
+    """The training fixtures plus EDOS 'not sexist' rows, two of them abusive."""
     data = tmp_path / "data"
     shutil.copytree(FIXTURES, data)
     path = data / "edos" / "edos.csv.gz"
@@ -43,7 +42,13 @@ def test_narrow_negatives_with_abuse_leave_training_only(tmp_path: Path) -> None
         writer = csv.DictWriter(handle, fieldnames=fields, restval="")
         writer.writeheader()
         writer.writerows(rows + extra)
+    return data
 
+
+def test_narrow_negatives_with_abuse_leave_training_only(tmp_path: Path) -> None:
+    """An EDOS 'not sexist' post that calls someone a moron says nothing about abuse: it is not
+    trained on as non-toxic, but validation keeps every row as the source labelled it."""
+    data = fixtures_with_narrow_negatives(tmp_path)
     kept = load_corpus(data)
     dropped = load_corpus(data, narrow_negatives_out=True)
     assert "you are a total moron for posting this" in {t.lower() for t in kept.train.texts}
@@ -230,3 +235,25 @@ def test_teacher_scores_can_score_one_source_only(tmp_path: Path) -> None:
     ]
     davidson = {text_key(t) for t, o in rows if o == "davidson"}
     assert davidson and set(scored) == davidson
+
+
+def test_teacher_scores_reads_the_corpus_variant_of_the_run_it_teaches(tmp_path: Path) -> None:
+    """With `--narrow-negatives-out` the teacher scores exactly the rows a trainer given the same
+    option reads: the abusive EDOS negative left out of training is not scored, the rest are."""
+    data = fixtures_with_narrow_negatives(tmp_path)
+    output = tmp_path / "t.npz"
+    args = teacher_scores.parse_args(
+        ["--provider", "stub", "--data-dir", str(data), "--output", str(output),
+         "--source", "edos", "--narrow-negatives-out"]
+    )  # fmt: skip
+    scored = set(teacher_scores.run(args).scores)
+    corpus = load_corpus(data, narrow_negatives_out=True)
+    expected = {
+        text_key(text)
+        for split in (corpus.train, corpus.val)
+        for text, origin in zip(split.texts, split.origins, strict=True)
+        if origin == "edos"
+    }
+    assert expected and scored == expected
+    assert text_key("you are a total moron for posting this") not in scored
+    assert text_key("what a stupid fucking referee") in scored, "validation rows are scored"
