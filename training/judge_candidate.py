@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from training.corpus import load_corpus
 from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing, read_bias_madlibs
@@ -38,6 +37,7 @@ from training.evaluate import bias_report, expected_calibration_error, score
 from training.evaluate_sources import make_scorer
 from training.functional_suite import accuracy_by_functionality, read_suite
 from training.identity_validation import identity_auc, sentences, worst_term_fpr
+from training.selection import per_source_auc
 
 TWEETS = "tweeteval_offensive"
 HATEFUL_FLOOR = 0.70
@@ -48,12 +48,12 @@ def judge(provider_name: str, model: Path, data_dir: Path) -> dict[str, Any]:
     provider, threshold = make_scorer(provider_name, model)
     val = load_corpus(data_dir, augment=False).val
     y = np.asarray(val.labels)
-    sources = np.asarray(val.sources)
     proba = score(provider, val.texts)
+    # Every source, the small ones too (toxigen_prompts has 31 validation rows): the mean of
+    # all 8 is the figure the model card compares.
     per_source = {
-        source: round(float(roc_auc_score(y[sources == source], proba[sources == source])), 4)
-        for source in sorted(set(val.sources))
-        if len(set(y[sources == source].tolist())) == 2
+        source: round(auc, 4)
+        for source, auc in per_source_auc(proba, y, val.sources, min_rows=1).items()
     }
 
     id_texts, id_terms = sentences()

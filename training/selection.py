@@ -49,16 +49,16 @@ def power_mean(values: Sequence[float], p: float = -5.0) -> float:
 
 
 def per_source_auc(
-    margin: np.ndarray, labels: np.ndarray, sources: Sequence[str]
+    margin: np.ndarray, labels: np.ndarray, sources: Sequence[str], min_rows: int = 100
 ) -> dict[str, float]:
-    """ROC-AUC of each validation source that has both labels."""
+    """ROC-AUC of each validation source that has both labels and at least `min_rows` rows."""
     from sklearn.metrics import roc_auc_score
 
     names = np.asarray(sources)
     out: dict[str, float] = {}
     for source in sorted(set(sources)):
         mask = names == source
-        if len(set(labels[mask].tolist())) == 2 and mask.sum() >= 100:
+        if len(set(labels[mask].tolist())) == 2 and mask.sum() >= min_rows:
             out[source] = float(roc_auc_score(labels[mask], margin[mask]))
     return out
 
