@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from training.corpus import load_corpus
-from training.data_sources import DEFAULT_DATA_DIR, DataFileMissing, read_bias_madlibs
+from training.data_sources import DEFAULT_DATA_DIR, read_bias_madlibs, run_script
 from training.evaluate import bias_report, expected_calibration_error, score
 from training.evaluate_sources import make_scorer
 from training.functional_suite import accuracy_by_functionality, read_suite
@@ -128,20 +127,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        report: dict[str, Any] = {"candidate": judge(args.provider, args.model, args.data_dir)}
-        if args.reference:
-            report["reference"] = judge(args.provider, args.reference, args.data_dir)
-    except DataFileMissing as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    report: dict[str, Any] = {"candidate": judge(args.provider, args.model, args.data_dir)}
     if args.reference:
+        report["reference"] = judge(args.provider, args.reference, args.data_dir)
         report["gate"] = gate(report["candidate"], report["reference"])
         report["passes"] = all(report["gate"].values())
-    print(json.dumps(report, indent=2))
-    return 0
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
+        print(json.dumps(result, indent=2))
+
+    return run_script(parse_args, run, report, argv)
 
 
 if __name__ == "__main__":
