@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,27 @@ def test_weight_files_of_one_run_are_averaged_as_given(tmp_path: Path) -> None:
     average_checkpoints.main(["--output", str(tmp_path / "swa"), *map(str, files)])
     swa = torch.load(tmp_path / "swa" / "best.pt", weights_only=True)
     assert torch.equal(swa["layer.weight"], torch.full((2, 3), 3.0))  # best.pt (9.0) not read
+
+
+def test_points_of_one_run_keep_its_evaluations_for_the_metadata(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run", 9.0, [0, 1])
+    evaluations = [{"step": 100, "selection_score": 0.9}, {"step": 200, "selection_score": 0.8}]
+    trained = train_transformer.TrainState(
+        step=200, best_score=0.9, best_step=100, history=evaluations, seconds=60.0
+    )
+    torch.save({"state": asdict(trained)}, run / "state.pt")
+    files = []
+    for step in (100, 200):
+        files.append(run / train_transformer.evaluated_weights_name(step))
+        torch.save(
+            {"layer.weight": torch.ones(2, 3), "position_ids": torch.tensor([0, 1])}, files[-1]
+        )
+    average_checkpoints.main(["--output", str(tmp_path / "swa"), *map(str, files)])
+    blob = torch.load(tmp_path / "swa" / "state.pt", weights_only=False)
+    state = train_transformer.TrainState(**blob["state"])
+    assert state.history == [*evaluations, {"averaged": [str(f) for f in files]}]
+    assert (state.step, state.seconds) == (200, 60.0)
+    assert state.best_step == 0  # the run's own pick is not the average
 
 
 def test_one_weights_file_is_copied_to_be_finalized_but_one_run_is_refused(

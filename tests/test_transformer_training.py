@@ -23,7 +23,7 @@ import pytest
 
 from ml_prod_api.providers.onnx import OnnxProvider
 from ml_prod_api.providers.transformer import TransformerProvider
-from training import export_onnx, train_transformer, train_transformer_head
+from training import average_checkpoints, export_onnx, train_transformer, train_transformer_head
 from training.corpus import SOURCES, harmonise_davidson
 from training.evaluate_transformer import OnnxScorer, TorchScorer
 
@@ -445,6 +445,22 @@ def test_train_export_and_evaluate_end_to_end(tmp_path: Path) -> None:
     training = json.loads((trained / "metadata.json").read_text())
     assert training["tokenizer"]["max_length"] == 32
     assert 0.05 <= training["threshold"] <= 0.95
+
+    # The shipped MiniLM is an average of evaluated points, finalized like a run's best one; its
+    # metadata keeps the run's evaluations and says it is an average.
+    points = sorted((tmp_path / "transformer-state").glob("eval-step*.pt"))
+    assert len(points) >= 2
+    average_checkpoints.main(["--output", str(tmp_path / "average"), *map(str, points)])
+    finalize = ["--finalize-only", "--checkpoint-dir", str(tmp_path / "average")]
+    common = ["--base", str(base), "--data-dir", str(FIXTURE_DATA), "--max-length", "32"]
+    averaged_out = tmp_path / "averaged"
+    assert train_transformer.main([*common, *finalize, "--output", str(averaged_out)]) == 0
+    averaged = json.loads((averaged_out / "metadata.json").read_text())["training"]
+    assert averaged["stop_reason"] == f"finalized from the average of {len(points)} checkpoints"
+    assert averaged["best_step"] is None
+    evaluations = [h["step"] for h in training["training"]["history"]]
+    assert [h.get("step") for h in averaged["history"][:-1]] == evaluations
+    assert averaged["history"][-1] == {"averaged": [str(p) for p in points]}
 
     assert (
         export_onnx.main(

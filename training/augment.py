@@ -380,7 +380,7 @@ def template_rows(
     """Every template filled with a sample of identity terms (all terms for the short lists).
 
     The insult frames (`INSULT_FRAMES`, `INSULT_ADJ_FRAMES`, `THING_FRAMES`) come only with
-    `insults`: tried, not in the shipped recipe (MODEL_CARD, "Tried and not shipped").
+    `insults`: in the shipped MiniLM's recipe (`scripts/train_minilm.sh`), not the tfidf's.
     """
     rng = random.Random(seed)
     rows: list[TemplateRow] = []

@@ -12,7 +12,9 @@ points one run passes through late in training (each evaluation's weights are ke
 writes `DIR/best.pt`, the uniform average of every `STATE_DIR/best.pt` or weights file given
 (uncalibrated, as training saves them), and `DIR/state.pt`, a fresh training state naming the
 runs: the two files `--finalize-only` reads, so the average is calibrated and given its
-threshold as a run's best checkpoint is. Tried, not shipped (MODEL_CARD, "Tried and not shipped").
+threshold as a run's best checkpoint is. The shipped MiniLM is the average of its run's last three
+evaluated points (`scripts/train_minilm.sh`); averages of separate runs were tried and not shipped
+(MODEL_CARD, "Tried and not shipped").
 """
 
 from __future__ import annotations
@@ -46,6 +48,20 @@ def weights_file(path: Path) -> Path:
     return path / "best.pt" if path.is_dir() else path
 
 
+def source_state(runs: list[Path]) -> TrainState:
+    """The training state of the one run whose evaluated points are averaged, if that is what
+    `runs` are (weight files of one folder that holds its `state.pt`), so the finalized model's
+    metadata keeps that run's evaluations, steps and time; otherwise an empty state."""
+    import torch
+
+    folders = {run.parent for run in runs}
+    saved = next(iter(folders)) / "state.pt"
+    if len(folders) != 1 or any(run.is_dir() for run in runs) or not saved.is_file():
+        return TrainState(history=[])
+    state = TrainState(**torch.load(saved, weights_only=False)["state"])
+    return TrainState(step=state.step, history=state.history or [], seconds=state.seconds)
+
+
 def main(argv: list[str] | None = None) -> None:
     import torch
 
@@ -62,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     soup = average([torch.load(weights_file(run), weights_only=True) for run in args.runs])
     args.output.mkdir(parents=True, exist_ok=True)
     torch.save(soup, args.output / "best.pt")
-    state = TrainState(history=[{"averaged": [str(run) for run in args.runs]}])
+    state = source_state(args.runs)
+    state.history = [*(state.history or []), {"averaged": [str(run) for run in args.runs]}]
     torch.save({"state": asdict(state)}, args.output / "state.pt")
     print(f"averaged {len(args.runs)} checkpoints ({len(soup)} tensors) -> {args.output}")
 

@@ -175,7 +175,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
         "--insult-templates",
         action="store_true",
         help="add the insult-of-a-person templates and their praise and object counterparts "
-        "(augment.INSULT_FRAMES; tried, not the shipped recipe)",
+        "(augment.INSULT_FRAMES; in the shipped MiniLM's recipe, not in the shipped tfidf's)",
     )
 
 

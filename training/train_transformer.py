@@ -32,7 +32,8 @@ threshold use every source's validation split; test splits are not read here
   file gives each training row a target of (1 - `--teacher-share`) * label + share * the
   teacher's probability, for the rows of the `--teacher-source` sources only (every row when
   none is named), and the cross-entropy takes that probability as its target; e.g. the tweets
-  taught by a tweet-only model, the other sources by their labels.
+  taught by a tweet-only model, the other sources by their labels. The shipped MiniLM is trained
+  so, with more options than this command's defaults: `scripts/train_minilm.sh` runs its recipe.
 - Calibration: Platt scaling of the logit difference on the validation splits (each source
   weighted equally), folded into the classifier layer, so the checkpoint's own softmax is
   calibrated and serving needs nothing extra. The threshold is the one with the best macro-F1.
@@ -779,7 +780,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         steps_per_epoch = math.ceil(rows / cfg.batch_size)
         total = max(1, round(steps_per_epoch * cfg.epochs))
-        summary = training_summary(state, total, steps_per_epoch, "finalized from a checkpoint")
+        averaged = history[-1].get("averaged") if history else None
+        how = f"finalized from the average of {len(averaged)} checkpoints" if averaged else None
+        summary = training_summary(
+            state, total, steps_per_epoch, how or "finalized from a checkpoint"
+        )
+        if averaged:  # no best point of the run is served: an average of several
+            summary |= {"best_step": None, "best_epoch": None, "best_selection_score": None}
         model = load_best(model, checkpoints)
     else:
         model, history, summary = train_model(
