@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The shipped MiniLM from scratch, one command (about 90 minutes on 2 cores):
+# The shipped MiniLM from scratch, one command (1.5 to 2 hours on 2 cores):
 #
 #   ./scripts/train_minilm.sh [DATA_DIR]        # default ../shared/data
 #
