@@ -47,7 +47,10 @@ last_three=("${points[@]: -3}")
 "$PY" -m training.train_transformer --finalize-only --checkpoint-dir "$WORK/average" \
     --output "$FINAL" --data-dir "$DATA_DIR" "${RECIPE[@]}"
 
-"$PY" -m training.train_transformer_head --checkpoint "$FINAL" --data-dir "$DATA_DIR"
+# The head learns from the insult templates too, weighed 5: the best of 1 / 2 / 5 / 10 by its
+# selection score on validation (MODEL_CARD.md, "The identity_attack heads").
+"$PY" -m training.train_transformer_head --checkpoint "$FINAL" --data-dir "$DATA_DIR" \
+    --insult-templates --weight templates=5
 "$PY" -m training.export_onnx --checkpoint "$FINAL" --data-dir "$DATA_DIR" --skip-evaluation
 "$PY" -m training.ship_checkpoint --checkpoint "$FINAL" --data-dir "$DATA_DIR"
 "$PY" -m training.evaluate_sources --provider onnx --data-dir "$DATA_DIR" --write-metadata \

@@ -19,7 +19,8 @@ from ml_prod_api.providers.tfidf import TfidfProvider
 from ml_prod_api.providers.tfidf.model import LinearTextModel, load_artifact
 from tests.conftest import running_client
 from training import train_identity_head, train_tfidf
-from training.corpus import UNKNOWN, identity_attack_label
+from training.augment import template_rows
+from training.corpus import UNKNOWN, identity_attack_label, load_corpus
 from training.functional_suite import read_suite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,3 +205,30 @@ def test_each_source_says_what_it_knows_of_identity_attacks(
     source: str, row: dict[str, str], expected: int
 ) -> None:
     assert identity_attack_label(source, row) == expected
+
+
+def test_templates_aimed_at_one_person_are_abuse_but_no_identity_attack() -> None:
+    """The project's templates teach the heads too: a threat or an insult of one person that names
+    no identity is toxic and no identity attack, the hate templates about a group are attacks,
+    and every benign template is neither."""
+    seed = 7
+    corpus = load_corpus(FIXTURES, seed=seed, insult_templates=True)
+    targets = {
+        text.rstrip(".!? "): (label, identity)
+        for text, label, identity, source in zip(
+            corpus.train.texts,
+            corpus.train.labels,
+            corpus.train.identity,
+            corpus.train.sources,
+            strict=True,
+        )
+        if source == "templates"
+    }
+    expected = {"threat or insult": (1, 0), "insult of a person": (1, 0)}
+    expected |= {"hate without profanity": (1, 1), "benign identity mention": (0, 0)}
+    seen = set()
+    for row in template_rows(seed, insults=True):
+        got = targets[row.text.rstrip(".!? ")]
+        assert got == expected.get(row.kind, (0, 0)), (row.kind, got)
+        seen.add(row.kind)
+    assert set(expected) <= seen

@@ -367,6 +367,13 @@ NON_TOXIC_OTHER = (
 NOT_SWAPPED = frozenset({"old", "young", "straight"})
 
 
+# The templates' kinds. A threat or an insult aimed at one person, named by no identity, is toxic
+# but no identity attack; the group templates' hate is one.
+THREAT_OR_INSULT = "threat or insult"
+INSULT_OF_A_PERSON = "insult of a person"
+PERSONAL_ABUSE = (THREAT_OR_INSULT, INSULT_OF_A_PERSON)
+
+
 @dataclass(frozen=True)
 class TemplateRow:
     text: str
@@ -400,19 +407,19 @@ def template_rows(
     fill(BENIGN_NOUN, "noun", IDENTITY_NOUNS, 0, "benign identity mention")
     fill(TOXIC_NOUN, "noun", IDENTITY_NOUNS, 1, "hate without profanity")
     for text in THREATS_AND_INSULTS + THREATS_WITHOUT_VERB:
-        rows.append(TemplateRow(text, 1, "threat or insult"))
+        rows.append(TemplateRow(text, 1, THREAT_OR_INSULT))
     for frame in THREAT_FRAMES:
         for verb in rng.sample(THREAT_VERBS, 6):
-            rows.append(TemplateRow(frame.replace("{verb}", verb), 1, "threat or insult"))
+            rows.append(TemplateRow(frame.replace("{verb}", verb), 1, THREAT_OR_INSULT))
     if insults:
         for frame in INSULT_FRAMES:
             for noun in rng.sample(INSULT_NOUNS, 6):
-                rows.append(TemplateRow(frame.replace("{noun}", noun), 1, "insult of a person"))
+                rows.append(TemplateRow(frame.replace("{noun}", noun), 1, INSULT_OF_A_PERSON))
             for noun in rng.sample(PRAISE_NOUNS, 4):
                 rows.append(TemplateRow(frame.replace("{noun}", noun), 0, "praise of a person"))
         for frame in INSULT_ADJ_FRAMES:
             for adj in rng.sample(INSULT_ADJECTIVES, 6):
-                rows.append(TemplateRow(frame.replace("{adj}", adj), 1, "insult of a person"))
+                rows.append(TemplateRow(frame.replace("{adj}", adj), 1, INSULT_OF_A_PERSON))
             for adj in rng.sample(PRAISE_ADJECTIVES, 4):
                 rows.append(TemplateRow(frame.replace("{adj}", adj), 0, "praise of a person"))
         for frame in THING_FRAMES:

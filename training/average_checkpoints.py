@@ -59,7 +59,7 @@ def source_state(runs: list[Path]) -> TrainState:
     if len(folders) != 1 or any(run.is_dir() for run in runs) or not saved.is_file():
         return TrainState(history=[])
     state = TrainState(**torch.load(saved, weights_only=False)["state"])
-    return TrainState(step=state.step, history=state.history or [], seconds=state.seconds)
+    return TrainState(step=state.step, history=state.history, seconds=state.seconds)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     args.output.mkdir(parents=True, exist_ok=True)
     torch.save(soup, args.output / "best.pt")
     state = source_state(args.runs)
-    state.history = [*(state.history or []), {"averaged": [str(run) for run in args.runs]}]
+    state.history = [*(state.history or ()), {"averaged": [str(run) for run in args.runs]}]
     torch.save({"state": asdict(state)}, args.output / "state.pt")
     print(f"averaged {len(args.runs)} checkpoints ({len(soup)} tensors) -> {args.output}")
 

@@ -27,7 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from training.augment import has_abuse, obfuscated_copy, swap_identities, template_rows
+from training.augment import (
+    PERSONAL_ABUSE,
+    has_abuse,
+    obfuscated_copy,
+    swap_identities,
+    template_rows,
+)
 from training.data_sources import (
     DEFAULT_DATA_DIR,
     _display,
@@ -291,7 +297,8 @@ IDENTITY_ATTACK_MAPPING: dict[str, str] = {
     "tweeteval_hate": "0 (kept) -> 0; 1 -> unknown: its hate is aimed at women or immigrants as a "
     "group or at one woman or migrant (TweetEval drops HatEval's target label), and an insult of "
     "one person is not clearly an attack on who she is",
-    "templates": "benign templates -> 0; the threat and insult templates -> unknown",
+    "templates": "benign templates, and threats and insults of one person named by no identity "
+    "-> 0; the hate templates about a group -> 1",
     "counterfactual": "the original row's",
     "obfuscated": "the original row's",
 }
@@ -496,5 +503,6 @@ def load_corpus(
                 )
     for row in template_rows(seed, insults=insult_templates):
         text = toggle_final_punctuation(row.text, punctuation_share)
-        train.add(text, row.label, "templates", identity=0 if row.label == 0 else UNKNOWN)
+        identity = 0 if row.kind in PERSONAL_ABUSE else row.label
+        train.add(text, row.label, "templates", identity=identity)
     return Corpus(train=train, val=val, test=test, files=files)

@@ -128,13 +128,21 @@ def plot_reliability(proba: np.ndarray, y: np.ndarray, title: str, path: Path) -
 
 
 def head_report(
-    scores: list[Any], split: Split, toxic: np.ndarray, suite: list[Any], suite_scores: list[Any]
+    scores: list[Any],
+    split: Split,
+    toxic: np.ndarray,
+    suite: list[Any],
+    suite_scores: list[Any],
+    thresholds: tuple[float, float],
 ) -> dict[str, Any] | None:
     """The `identity_attack` head, if the model has one: per-source test ROC-AUC against the
     corpus' identity_attack targets (rows of unknown target left out), the toxic score's on the
-    same rows as the baseline it must beat, and the mean head score per suite functionality."""
+    same rows as the baseline it must beat, and per suite functionality the mean head score and
+    the share of cases `/v1/moderations` calls `hate`: flagged at the toxic threshold and the
+    head at its own (`thresholds`, in that order)."""
     if not scores or not scores[0].labels or IDENTITY_ATTACK not in scores[0].labels:
         return None
+    toxic_threshold, head_threshold = thresholds
     head = np.asarray([s.labels[IDENTITY_ATTACK] for s in scores], dtype=np.float64)
     target = np.asarray(split.identity)
     sources = np.asarray(split.sources)
@@ -149,11 +157,17 @@ def head_report(
                 "toxic_score_roc_auc": round(float(roc_auc_score(target[mask], toxic[mask])), 4),
             }
     by_functionality: dict[str, list[float]] = {}
+    hate: dict[str, list[bool]] = {}
     for case, answer in zip(suite, suite_scores, strict=True):
-        by_functionality.setdefault(case.functionality, []).append(answer.labels[IDENTITY_ATTACK])
+        head_score = answer.labels[IDENTITY_ATTACK]
+        by_functionality.setdefault(case.functionality, []).append(head_score)
+        decided = answer.probability_toxic >= toxic_threshold and head_score >= head_threshold
+        hate.setdefault(case.functionality, []).append(decided)
     return {
         "test": per_source,
         "suite_mean_score": {k: round(float(np.mean(v)), 3) for k, v in by_functionality.items()},
+        "suite_hate_share": {k: round(float(np.mean(v)), 3) for k, v in hate.items()},
+        "head_threshold": head_threshold,
     }
 
 
@@ -191,7 +205,10 @@ def evaluate(
     suite_scores = score_all(provider, [c.text for c in suite])
     suite_proba = np.asarray([s.probability_toxic for s in suite_scores], dtype=np.float64)
     functional = accuracy_by_functionality(suite, suite_proba.tolist(), threshold)
-    heads = head_report(test_scores, test, test_proba, suite, suite_scores)
+    head_threshold = provider.label_thresholds.get(IDENTITY_ATTACK, threshold)
+    heads = head_report(
+        test_scores, test, test_proba, suite, suite_scores, (threshold, head_threshold)
+    )
 
     default = ~np.isin(sources, OPTIONAL_SOURCES)
     default_texts = [t for t, keep in zip(test.texts, default, strict=True) if keep]
@@ -281,9 +298,14 @@ def markdown(provider_name: str, m: dict[str, Any]) -> str:
                 f"| {source} | {h['rows']} | {h['attacks']} | {h['roc_auc']:.3f} | "
                 f"{h['toxic_score_roc_auc']:.3f} |"
             )
-        lines += ["", "| functionality | mean identity_attack |", "|---|---:|"]
+        lines += [
+            "",
+            "| functionality | mean identity_attack | `hate` (flagged and head at "
+            f"{heads['head_threshold']}) |",
+            "|---|---:|---:|",
+        ]
         for name, mean in heads["suite_mean_score"].items():
-            lines.append(f"| {name} | {mean:.2f} |")
+            lines.append(f"| {name} | {mean:.2f} | {heads['suite_hate_share'][name]:.2f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -781,10 +781,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         steps_per_epoch = math.ceil(rows / cfg.batch_size)
         total = max(1, round(steps_per_epoch * cfg.epochs))
         averaged = history[-1].get("averaged") if history else None
-        how = f"finalized from the average of {len(averaged)} checkpoints" if averaged else None
-        summary = training_summary(
-            state, total, steps_per_epoch, how or "finalized from a checkpoint"
+        how = (
+            f"finalized from the average of {len(averaged)} checkpoints"
+            if averaged
+            else "finalized from a checkpoint"
         )
+        summary = training_summary(state, total, steps_per_epoch, how)
         if averaged:  # no best point of the run is served: an average of several
             summary |= {"best_step": None, "best_epoch": None, "best_selection_score": None}
         model = load_best(model, checkpoints)

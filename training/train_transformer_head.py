@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from ml_prod_api.providers.artifact_files import sha256_file
-from training.corpus import add_optional_source_argument, add_weight_argument, load_corpus
+from training.corpus import add_recipe_arguments, add_weight_argument, load_corpus, recipe_options
 from training.data_sources import DEFAULT_DATA_DIR, read_tweeteval
 from training.evaluate_transformer import TorchScorer
 from training.identity_head import (
@@ -79,7 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--no-progress", action="store_true", help="no progress bar (for logs and CI)"
     )
     add_weight_argument(parser)
-    add_optional_source_argument(parser)
+    add_recipe_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -180,7 +180,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     ).eval()
     toxic = toxic_margin_row(model)
 
-    corpus = load_corpus(args.data_dir, seed=args.seed, optional_sources=args.with_source)
+    corpus = load_corpus(args.data_dir, seed=args.seed, **recipe_options(args))
     train_texts, y, train_sources = known(corpus.train)
     val_texts, y_val, val_sources = known(corpus.val)
     id_texts, id_terms = identity_sentences()
