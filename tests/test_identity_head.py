@@ -77,6 +77,32 @@ def test_the_shipped_head_tells_attacks_on_groups_from_abuse_of_a_person(
         assert head[mention].max() < 0.5
 
 
+def test_hate_is_decided_for_attacks_on_groups_not_for_abuse_of_one_person(
+    shipped: Provider,
+) -> None:
+    """`/v1/moderations`' `hate` (flagged, and the head at its own threshold) on the suite: true
+    for most slurs and dehumanising comparisons of a group, and for at most a minority of the
+    insults and profanities aimed at one person, who is abused but not for who they are.
+    Bounds a little beyond the shipped models' shares (MODEL_CARD.md, "The identity_attack
+    heads"): a head that calls every insult hate again fails here."""
+    cases = read_suite()
+    scores = shipped.predict_batch([case.text for case in cases])
+    toxic_at = shipped.default_threshold
+    head_at = shipped.label_thresholds[HEAD]
+    assert toxic_at is not None
+    hate: dict[str, list[bool]] = defaultdict(list)
+    for case, score in zip(cases, scores, strict=True):
+        assert score.labels is not None
+        hate[case.functionality].append(
+            score.probability_toxic >= toxic_at and score.labels[HEAD] >= head_at
+        )
+    share = {name: float(np.mean(values)) for name, values in hate.items()}
+    for group_attack in ("slur aimed at a group", "dehumanising comparison"):
+        assert share[group_attack] >= 0.75, (group_attack, share[group_attack])
+    for personal in ("insult of an individual, no profanity", "profanity aimed at a person"):
+        assert share[personal] <= 0.45, (personal, share[personal])
+
+
 def test_labels_hold_toxicity_and_the_head(shipped: Provider) -> None:
     for score in shipped.predict_batch(["you are a fucking idiot", "have a lovely day"]):
         assert score.labels is not None
