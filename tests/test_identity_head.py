@@ -13,6 +13,7 @@ import joblib
 import numpy as np
 import pytest
 
+from ml_prod_api.http.moderations import moderation_result
 from ml_prod_api.providers.base import Provider
 from ml_prod_api.providers.cascade import CascadeSettings
 from ml_prod_api.providers.tfidf import TfidfProvider
@@ -88,14 +89,16 @@ def test_hate_is_decided_for_attacks_on_groups_not_for_abuse_of_one_person(
     cases = read_suite()
     scores = shipped.predict_batch([case.text for case in cases])
     toxic_at = shipped.default_threshold
-    head_at = shipped.label_thresholds[HEAD]
     assert toxic_at is not None
     hate: dict[str, list[bool]] = defaultdict(list)
     for case, score in zip(cases, scores, strict=True):
-        assert score.labels is not None
-        hate[case.functionality].append(
-            score.probability_toxic >= toxic_at and score.labels[HEAD] >= head_at
-        )
+        prediction = {
+            "label": "toxic" if score.probability_toxic >= toxic_at else "non-toxic",
+            "probability_toxic": score.probability_toxic,
+            "labels": score.labels,
+        }
+        result = moderation_result(prediction, toxic_at, shipped.label_thresholds)
+        hate[case.functionality].append(result["categories"]["hate"])
     share = {name: float(np.mean(values)) for name, values in hate.items()}
     for group_attack in ("slur aimed at a group", "dehumanising comparison"):
         assert share[group_attack] >= 0.75, (group_attack, share[group_attack])

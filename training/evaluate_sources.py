@@ -138,8 +138,10 @@ def head_report(
     """The `identity_attack` head, if the model has one: per-source test ROC-AUC against the
     corpus' identity_attack targets (rows of unknown target left out), the toxic score's on the
     same rows as the baseline it must beat, and per suite functionality the mean head score and
-    the share of cases `/v1/moderations` calls `hate`: flagged at the toxic threshold and the
-    head at its own (`thresholds`, in that order)."""
+    the share of cases `/v1/moderations` calls `hate` (its own decision: flagged at the toxic
+    threshold and the head at its own; `thresholds`, in that order)."""
+    from ml_prod_api.http.moderations import moderation_result
+
     if not scores or not scores[0].labels or IDENTITY_ATTACK not in scores[0].labels:
         return None
     toxic_threshold, head_threshold = thresholds
@@ -161,8 +163,14 @@ def head_report(
     for case, answer in zip(suite, suite_scores, strict=True):
         head_score = answer.labels[IDENTITY_ATTACK]
         by_functionality.setdefault(case.functionality, []).append(head_score)
-        decided = answer.probability_toxic >= toxic_threshold and head_score >= head_threshold
-        hate.setdefault(case.functionality, []).append(decided)
+        flagged = answer.probability_toxic >= toxic_threshold
+        prediction = {
+            "label": "toxic" if flagged else "non-toxic",
+            "probability_toxic": answer.probability_toxic,
+            "labels": answer.labels,
+        }
+        result = moderation_result(prediction, toxic_threshold, {IDENTITY_ATTACK: head_threshold})
+        hate.setdefault(case.functionality, []).append(result["categories"]["hate"])
     return {
         "test": per_source,
         "suite_mean_score": {k: round(float(np.mean(v)), 3) for k, v in by_functionality.items()},
