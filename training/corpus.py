@@ -501,8 +501,8 @@ def load_corpus(
                 train.add(
                     respelt, train.labels[i], "obfuscated", train.origins[i], train.identity[i]
                 )
-    for row in template_rows(seed, insults=insult_templates):
-        text = toggle_final_punctuation(row.text, punctuation_share)
-        identity = 0 if row.kind in PERSONAL_ABUSE else row.label
-        train.add(text, row.label, "templates", identity=identity)
+    for template in template_rows(seed, insults=insult_templates):
+        text = toggle_final_punctuation(template.text, punctuation_share)
+        identity = 0 if template.kind in PERSONAL_ABUSE else template.label
+        train.add(text, template.label, "templates", identity=identity)
     return Corpus(train=train, val=val, test=test, files=files)
