@@ -37,8 +37,12 @@ done
     --source tweeteval_offensive --insult-templates --data-dir "$DATA_DIR" \
     --output "$WORK/teacher.npz"
 
-"$PY" -m training.train_transformer --data-dir "$DATA_DIR" "${RECIPE[@]}" \
-    --output "$WORK/run" --checkpoint-dir "$WORK/state"
+# A run that ended (its epochs done, or stopped early) is not finalized again when this script
+# is run again; one its time budget stopped is resumed.
+if ! grep -qE '"stop_reason": "(completed|early stop)' "$WORK/run/metadata.json" 2>/dev/null; then
+    "$PY" -m training.train_transformer --data-dir "$DATA_DIR" "${RECIPE[@]}" \
+        --output "$WORK/run" --checkpoint-dir "$WORK/state"
+fi
 
 points=("$WORK"/state/eval-step*.pt)  # zero-padded step numbers: the glob's order is the steps'
 [ "${#points[@]}" -ge 3 ] || { echo "expected 3 evaluated points in $WORK/state" >&2; exit 1; }
