@@ -13,7 +13,6 @@ import joblib
 import numpy as np
 import pytest
 
-from ml_prod_api.http.moderations import moderation_result
 from ml_prod_api.providers.base import Provider
 from ml_prod_api.providers.cascade import CascadeSettings
 from ml_prod_api.providers.tfidf import TfidfProvider
@@ -22,6 +21,7 @@ from tests.conftest import running_client
 from training import train_identity_head, train_tfidf
 from training.augment import template_rows
 from training.corpus import UNKNOWN, identity_attack_label, load_corpus
+from training.evaluate_sources import is_hate
 from training.functional_suite import read_suite
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,13 +92,7 @@ def test_hate_is_decided_for_attacks_on_groups_not_for_abuse_of_one_person(
     assert toxic_at is not None
     hate: dict[str, list[bool]] = defaultdict(list)
     for case, score in zip(cases, scores, strict=True):
-        prediction = {
-            "label": "toxic" if score.probability_toxic >= toxic_at else "non-toxic",
-            "probability_toxic": score.probability_toxic,
-            "labels": score.labels,
-        }
-        result = moderation_result(prediction, toxic_at, shipped.label_thresholds)
-        hate[case.functionality].append(result["categories"]["hate"])
+        hate[case.functionality].append(is_hate(score, toxic_at, shipped.label_thresholds))
     share = {name: float(np.mean(values)) for name, values in hate.items()}
     for group_attack in ("slur aimed at a group", "dehumanising comparison"):
         assert share[group_attack] >= 0.75, (group_attack, share[group_attack])

@@ -127,6 +127,20 @@ def plot_reliability(proba: np.ndarray, y: np.ndarray, title: str, path: Path) -
     return _save(fig, path)
 
 
+def is_hate(answer: Any, threshold: float, label_thresholds: dict[str, float]) -> bool:
+    """Whether `/v1/moderations` calls the text of this score `hate`: the route's own decision
+    (`moderation_result`), given the model's toxic threshold and its labels' own."""
+    from ml_prod_api.http.moderations import moderation_result
+
+    prediction = {
+        "label": "toxic" if answer.probability_toxic >= threshold else "non-toxic",
+        "probability_toxic": answer.probability_toxic,
+        "labels": answer.labels,
+    }
+    hate: bool = moderation_result(prediction, threshold, label_thresholds)["categories"]["hate"]
+    return hate
+
+
 def head_report(
     scores: list[Any],
     split: Split,
@@ -140,8 +154,6 @@ def head_report(
     same rows as the baseline it must beat, and per suite functionality the mean head score and
     the share of cases `/v1/moderations` calls `hate` (its own decision: flagged at the toxic
     threshold and the head at its own; `thresholds`, in that order)."""
-    from ml_prod_api.http.moderations import moderation_result
-
     if not scores or not scores[0].labels or IDENTITY_ATTACK not in scores[0].labels:
         return None
     toxic_threshold, head_threshold = thresholds
@@ -163,14 +175,8 @@ def head_report(
     for case, answer in zip(suite, suite_scores, strict=True):
         head_score = answer.labels[IDENTITY_ATTACK]
         by_functionality.setdefault(case.functionality, []).append(head_score)
-        flagged = answer.probability_toxic >= toxic_threshold
-        prediction = {
-            "label": "toxic" if flagged else "non-toxic",
-            "probability_toxic": answer.probability_toxic,
-            "labels": answer.labels,
-        }
-        result = moderation_result(prediction, toxic_threshold, {IDENTITY_ATTACK: head_threshold})
-        hate.setdefault(case.functionality, []).append(result["categories"]["hate"])
+        decided = is_hate(answer, toxic_threshold, {IDENTITY_ATTACK: head_threshold})
+        hate.setdefault(case.functionality, []).append(decided)
     return {
         "test": per_source,
         "suite_mean_score": {k: round(float(np.mean(v)), 3) for k, v in by_functionality.items()},
