@@ -147,16 +147,16 @@ def head_report(
     toxic: np.ndarray,
     suite: list[Any],
     suite_scores: list[Any],
-    thresholds: tuple[float, float],
+    threshold: float,
+    label_thresholds: dict[str, float],
 ) -> dict[str, Any] | None:
     """The `identity_attack` head, if the model has one: per-source test ROC-AUC against the
     corpus' identity_attack targets (rows of unknown target left out), the toxic score's on the
     same rows as the baseline it must beat, and per suite functionality the mean head score and
-    the share of cases `/v1/moderations` calls `hate` (its own decision: flagged at the toxic
-    threshold and the head at its own; `thresholds`, in that order)."""
+    the share of cases `/v1/moderations` calls `hate` (its own decision, given the model's toxic
+    `threshold` and its `label_thresholds`)."""
     if not scores or not scores[0].labels or IDENTITY_ATTACK not in scores[0].labels:
         return None
-    toxic_threshold, head_threshold = thresholds
     head = np.asarray([s.labels[IDENTITY_ATTACK] for s in scores], dtype=np.float64)
     target = np.asarray(split.identity)
     sources = np.asarray(split.sources)
@@ -175,13 +175,12 @@ def head_report(
     for case, answer in zip(suite, suite_scores, strict=True):
         head_score = answer.labels[IDENTITY_ATTACK]
         by_functionality.setdefault(case.functionality, []).append(head_score)
-        decided = is_hate(answer, toxic_threshold, {IDENTITY_ATTACK: head_threshold})
-        hate.setdefault(case.functionality, []).append(decided)
+        hate.setdefault(case.functionality, []).append(is_hate(answer, threshold, label_thresholds))
     return {
         "test": per_source,
         "suite_mean_score": {k: round(float(np.mean(v)), 3) for k, v in by_functionality.items()},
         "suite_hate_share": {k: round(float(np.mean(v)), 3) for k, v in hate.items()},
-        "head_threshold": head_threshold,
+        "head_threshold": label_thresholds.get(IDENTITY_ATTACK, threshold),
     }
 
 
@@ -219,9 +218,8 @@ def evaluate(
     suite_scores = score_all(provider, [c.text for c in suite])
     suite_proba = np.asarray([s.probability_toxic for s in suite_scores], dtype=np.float64)
     functional = accuracy_by_functionality(suite, suite_proba.tolist(), threshold)
-    head_threshold = provider.label_thresholds.get(IDENTITY_ATTACK, threshold)
     heads = head_report(
-        test_scores, test, test_proba, suite, suite_scores, (threshold, head_threshold)
+        test_scores, test, test_proba, suite, suite_scores, threshold, provider.label_thresholds
     )
 
     default = ~np.isin(sources, OPTIONAL_SOURCES)
