@@ -16,7 +16,13 @@ import scipy.sparse as sp
 from ml_prod_api.providers.tfidf import TfidfProvider
 from training import teacher_scores, train_tfidf
 from training.augment import has_abuse
-from training.corpus import NARROW_NEGATIVES, UNKNOWN, load_corpus
+from training.corpus import (
+    NARROW_NEGATIVES,
+    UNKNOWN,
+    load_corpus,
+    toggle_leading_mention,
+    without_leading_mentions,
+)
 from training.teacher_scores import TeacherScores, distillation_targets, text_key
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,6 +68,43 @@ def test_narrow_negatives_with_abuse_leave_training_only(tmp_path: Path) -> None
     assert narrow_abusive == []
     assert any("poor game" in t.lower() for t in dropped.train.texts), "benign rows stay"
     assert "what a stupid fucking referee" in dropped.val.texts, "validation stays as labelled"
+
+
+def test_leading_mentions_are_dropped_or_added_and_nothing_else_changes() -> None:
+    assert without_leading_mentions("@user @USER: you are a moron") == "you are a moron"
+    assert without_leading_mentions("thanks @user for this") == "thanks @user for this"
+    assert without_leading_mentions("@user") == "@user", "a bare mention is kept whole"
+    assert toggle_leading_mention("@user @user you are a moron", 1.0) == "you are a moron"
+    assert toggle_leading_mention("you are a moron", 1.0) == "@user you are a moron"
+    assert toggle_leading_mention("@user you are a moron", 0.0) == "@user you are a moron"
+
+
+def test_mention_share_toggles_training_rows_only(tmp_path: Path) -> None:
+    """About half the training rows change whether they start with a mention, from both labels;
+    validation and test keep the text as the source wrote it."""
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURES, data)
+    tweets = data / "tweeteval_offensive"
+    for split in ("train", "val", "test"):
+        path = tweets / f"{split}_text.txt"
+        lines = path.read_text().splitlines()
+        path.write_text(
+            "".join(f"@user {line}\n" for line in lines[::2])
+            + "".join(f"{line}\n" for line in lines[1::2])
+        )
+        labels = tweets / f"{split}_labels.txt"
+        values = labels.read_text().splitlines()
+        labels.write_text("".join(f"{v}\n" for v in values[::2] + values[1::2]))
+    plain = load_corpus(data, augment=False, include_test=True)
+    toggled = load_corpus(data, mention_share=0.5, include_test=True)
+    assert toggled.val.texts == plain.val.texts and toggled.test.texts == plain.test.texts
+    n = len(plain.train)
+    before = [t.lower().startswith("@user") for t in plain.train.texts]
+    after = [t.lower().startswith("@user") for t in toggled.train.texts[:n]]
+    changed = [i for i in range(n) if before[i] != after[i]]
+    assert 0.3 * n < len(changed) < 0.7 * n
+    assert {plain.train.labels[i] for i in changed} == {0, 1}
+    assert any(before[i] for i in changed) and any(not before[i] for i in changed)
 
 
 def write_hateval(folder: Path, rows: dict[str, list[tuple[str, int]]]) -> None:

@@ -38,6 +38,7 @@ def test_judge_scores_validation_and_no_test_text(monkeypatch: pytest.MonkeyPatc
     sources = np.asarray(corpus.val.sources)
     both = {s for s in set(corpus.val.sources) if len(set(labels[sources == s])) == 2}
     assert set(report["val_roc_auc"]) == both
+    assert 0 <= report["val_tweets_without_mentions_roc_auc"] <= 1
     assert report["model_version"].startswith("tfidf-")
     assert 0 <= report["hateful_at_floor"] <= 8
 
@@ -46,6 +47,7 @@ def figures(**changes: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "val_roc_auc": {"tweeteval_offensive": 0.84, "edos": 0.82},
         "val_mean_roc_auc": 0.873,
+        "val_tweets_without_mentions_roc_auc": 0.80,
         "val_pooled_ece": 0.033,
         "heldout_identity_auc": 0.975,
         "bias_madlibs_auc": 0.987,
@@ -71,12 +73,14 @@ def test_gate_passes_a_better_candidate_and_names_what_a_worse_one_misses() -> N
     worse = figures(
         val_roc_auc={"tweeteval_offensive": 0.86, "edos": 0.82},
         val_mean_roc_auc=0.860,
+        val_tweets_without_mentions_roc_auc=0.79,
         hateful_at_floor=6,
         functional_suite={**reference["functional_suite"], "counter-speech quoting hate": 0.55},
     )
     failed = {name for name, ok in gate(worse, reference).items() if not ok}
     assert failed == {
         "mean validation ROC-AUC >= reference's",
+        "tweet validation ROC-AUC without mentions >= reference's",
         "hateful functionalities at 0.70 >= reference's",
         "suite negation and counter-speech >= 0.60",
     }

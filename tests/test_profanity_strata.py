@@ -54,3 +54,36 @@ def test_the_script_compares_two_served_models_on_a_test_split(
     out = capsys.readouterr().out
     assert out.startswith("tweeteval_offensive test split")
     assert out.count("ROC-AUC") >= 2 and "within strata" in out
+
+
+def test_the_floor_lifts_only_texts_with_abuse_words() -> None:
+    """The stratum with abuse words scored below the other: flooring it at 0.85 puts its toxic
+    text above the clean non-toxic one (0.85 > 0.8) and leaves the clean texts as they were."""
+    labels = np.asarray([1, 0, 1, 0])
+    strata = np.asarray([True, True, False, False])
+    scores = np.asarray([0.3, 0.2, 0.9, 0.8])
+    report = strata_report(scores, labels, strata, floor=0.85)
+    assert report["roc_auc"] == pytest.approx(0.75)
+    # pairs (toxic, non-toxic): (0.85, 0.85) tie, (0.85, 0.8) right, (0.9, 0.85) right, (0.9, 0.8)
+    assert report["roc_auc_floored"] == pytest.approx(3.5 / 4)
+    assert strata_report(scores, labels, strata, floor=0.0)["roc_auc_floored"] == 0.75
+
+
+def test_a_stratum_with_one_label_has_no_mean_for_the_other() -> None:
+    labels = np.asarray([1, 1, 1, 0])
+    strata = np.asarray([True, True, False, False])
+    report = strata_report(np.asarray([0.9, 0.8, 0.7, 0.1]), labels, strata)
+    assert report["with abuse words"]["mean_score_non_toxic"] is None
+    assert report["with abuse words"]["roc_auc"] is None
+
+
+def test_the_script_reads_the_validation_split_when_asked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tfidf = str(REPO / "models" / "tfidf")
+    args = ["--model", tfidf, "--provider", "tfidf", "--reference", tfidf]
+    args += ["--reference-provider", "tfidf", "--split", "validation", "--floor", "0.4"]
+    assert profanity_strata.main([*args, "--data-dir", str(FIXTURES)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("tweeteval_offensive validation split")
+    assert "with abuse words scored >= 0.4" in out

@@ -7,7 +7,10 @@ What the rule for shipping a retrained model reads before any test split is open
 own threshold and input normalisation) on
 
 - every source's validation split: ROC-AUC per source with both labels, their mean, and the
-  pooled expected calibration error;
+  pooled expected calibration error; and the tweets' ROC-AUC once more with the `@user`
+  mentions their replies start with removed (`corpus.without_leading_mentions`), since a model
+  that reads a mention as the sign of a target judges other platforms' texts, which have none,
+  worse;
 - the held-out benign identity sentences (`identity_validation.py`): how well real toxic
   validation posts rank above each term's sentences, and the largest share of one term's
   sentences flagged;
@@ -17,7 +20,8 @@ own threshold and input normalisation) on
 `--reference` judges the shipped model the same way and checks the candidate against the rule:
 the issue's targets on identity mentions, negation and counter-speech and `bias_madlibs`, the
 held-out identity AUC, calibration, at least as many hateful functionalities at 0.70 as the
-reference, a mean validation ROC-AUC no lower and a tweet validation ROC-AUC higher. The test
+reference, a mean validation ROC-AUC no lower, a tweet validation ROC-AUC higher, and one
+without the mentions no lower. The test
 splits stay unread here: `evaluate_sources.py` reads them once a candidate has passed.
 """
 
@@ -29,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
-from training.corpus import load_corpus
+from training.corpus import load_corpus, without_leading_mentions
 from training.data_sources import DEFAULT_DATA_DIR, read_bias_madlibs, run_script
 from training.evaluate import bias_report, expected_calibration_error, score
 from training.evaluate_sources import make_scorer
@@ -48,6 +53,8 @@ def judge(provider_name: str, model: Path, data_dir: Path) -> dict[str, Any]:
     val = load_corpus(data_dir, augment=False).val
     y = np.asarray(val.labels)
     proba = score(provider, val.texts)
+    tweets = [i for i, source in enumerate(val.sources) if source == TWEETS]
+    bare = score(provider, [without_leading_mentions(val.texts[i]) for i in tweets])
     # Every source, the small ones too (toxigen_prompts has 31 validation rows): the mean of
     # all 8 is the figure the model card compares.
     per_source = {
@@ -76,6 +83,7 @@ def judge(provider_name: str, model: Path, data_dir: Path) -> dict[str, Any]:
         "threshold": threshold,
         "val_roc_auc": per_source,
         "val_mean_roc_auc": round(float(np.mean(list(per_source.values()))), 4),
+        "val_tweets_without_mentions_roc_auc": round(float(roc_auc_score(y[tweets], bare)), 4),
         "val_pooled_ece": round(expected_calibration_error(proba, y), 4),
         "heldout_identity_auc": round(identity_auc(proba[y == 1], id_proba, id_terms), 4),
         "heldout_identity_worst_fpr": {"term": worst_term, "fpr": round(worst_fpr, 4)},
@@ -112,6 +120,10 @@ def gate(candidate: dict[str, Any], reference: dict[str, Any]) -> dict[str, bool
         ),
         "tweet validation ROC-AUC > reference's": (
             candidate["val_roc_auc"].get(TWEETS, 0.0) > reference["val_roc_auc"].get(TWEETS, 1.0)
+        ),
+        "tweet validation ROC-AUC without mentions >= reference's": (
+            candidate["val_tweets_without_mentions_roc_auc"]
+            >= reference["val_tweets_without_mentions_roc_auc"]
         ),
     }
 

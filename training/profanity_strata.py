@@ -1,8 +1,9 @@
-"""Where two models' ROC-AUC on a source's test split differ: inside or across the strata of
-texts with and without profanity, a slur or an insult.
+"""Where two models' ROC-AUC on a source's split differ: inside or across the strata of texts
+with and without profanity, a slur or an insult.
 
     python -m training.profanity_strata --model models/onnx --reference DIR
         [--provider onnx] [--reference-provider onnx] [--source tweeteval_offensive]
+        [--split test|validation] [--floor 0.5]
 
 Each model is scored as served (`evaluate_sources.make_scorer`). The split is cut by
 `augment.has_abuse` (the strong words: profanity, slurs, personal insults). Printed per model:
@@ -13,7 +14,12 @@ lose overall ROC-AUC by how far it places one stratum above the other: that part
 themselves, which is what a source whose labels call every profanity offensive rewards, and what
 this service's definition of toxic (profanity for emphasis is not) does not.
 
-Reads a test split: for reporting, never for choosing a model or a threshold.
+Also printed: the ROC-AUC the model would have if every text with abuse words scored at least
+`--floor` and nothing else changed, i.e. how much of its ROC-AUC on this split the words alone
+would buy. Comparing that on the validation and the test split tells whether a training change
+that lifts profanity (chosen on validation) could move the test figure.
+
+The test split is for reporting, never for choosing a model or a threshold.
 """
 
 from __future__ import annotations
@@ -50,11 +56,21 @@ def within_strata_auc(scores: np.ndarray, labels: np.ndarray, strata: np.ndarray
     return total / pairs
 
 
-def strata_report(scores: np.ndarray, labels: np.ndarray, strata: np.ndarray) -> dict[str, Any]:
+def _mean(values: np.ndarray) -> float | None:
+    return float(values.mean()) if len(values) else None
+
+
+def strata_report(
+    scores: np.ndarray, labels: np.ndarray, strata: np.ndarray, floor: float = 0.5
+) -> dict[str, Any]:
     """The figures the module docstring lists, for one model's scores."""
     out: dict[str, Any] = {
         "roc_auc": float(roc_auc_score(labels, scores)),
         "within_strata_roc_auc": within_strata_auc(scores, labels, strata),
+        "floor": floor,
+        "roc_auc_floored": float(
+            roc_auc_score(labels, np.where(strata, np.maximum(scores, floor), scores))
+        ),
     }
     for name, mask in (("with abuse words", strata), ("without", ~strata)):
         out[name] = {
@@ -63,8 +79,8 @@ def strata_report(scores: np.ndarray, labels: np.ndarray, strata: np.ndarray) ->
             "roc_auc": float(roc_auc_score(labels[mask], scores[mask]))
             if len(set(labels[mask].tolist())) == 2
             else None,
-            "mean_score_toxic": float(scores[mask & (labels == 1)].mean()),
-            "mean_score_non_toxic": float(scores[mask & (labels == 0)].mean()),
+            "mean_score_toxic": _mean(scores[mask & (labels == 1)]),
+            "mean_score_non_toxic": _mean(scores[mask & (labels == 0)]),
         }
     return out
 
@@ -78,17 +94,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reference", type=Path, required=True)
     parser.add_argument("--reference-provider", choices=PROVIDERS, default="onnx")
     parser.add_argument("--source", default="tweeteval_offensive")
+    parser.add_argument("--split", choices=("test", "validation"), default="test")
+    parser.add_argument(
+        "--floor",
+        type=float,
+        default=0.5,
+        help="also report ROC-AUC with every text with abuse words scored at least this",
+    )
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
     return parser.parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    corpus = load_corpus(args.data_dir, include_test=True, augment=False)
-    rows = [i for i, source in enumerate(corpus.test.sources) if source == args.source]
+    corpus = load_corpus(args.data_dir, include_test=args.split == "test", augment=False)
+    split = corpus.test if args.split == "test" else corpus.val
+    rows = [i for i, source in enumerate(split.sources) if source == args.source]
     if not rows:
-        raise SystemExit(f"no test rows of {args.source!r}")
-    texts = [corpus.test.texts[i] for i in rows]
-    labels = np.asarray([corpus.test.labels[i] for i in rows])
+        raise SystemExit(f"no {args.split} rows of {args.source!r}")
+    texts = [split.texts[i] for i in rows]
+    labels = np.asarray([split.labels[i] for i in rows])
     strata = np.asarray([has_abuse(text) for text in texts])
     out: dict[str, Any] = {}
     for name, provider_name, path in (
@@ -96,22 +120,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ("reference", args.reference_provider, args.reference),
     ):
         provider, _ = make_scorer(provider_name, path)
-        out[f"{name} ({provider.version})"] = strata_report(score(provider, texts), labels, strata)
+        out[f"{name} ({provider.version})"] = strata_report(
+            score(provider, texts), labels, strata, args.floor
+        )
     return out
 
 
 def report(args: argparse.Namespace, result: dict[str, Any]) -> None:
-    print(f"{args.source} test split")
+    def figure(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    print(f"{args.source} {args.split} split")
     for name, r in result.items():
         print(f"\n{name}")
-        print(f"  ROC-AUC {r['roc_auc']:.3f}, within strata {r['within_strata_roc_auc']:.3f}")
+        print(
+            f"  ROC-AUC {r['roc_auc']:.3f}, within strata {r['within_strata_roc_auc']:.3f}, "
+            f"with abuse words scored >= {r['floor']:g} {r['roc_auc_floored']:.3f}"
+        )
         for stratum in ("with abuse words", "without"):
             s = r[stratum]
-            auc = "n/a" if s["roc_auc"] is None else f"{s['roc_auc']:.3f}"
             print(
                 f"  {stratum:16s} rows {s['rows']:5d}, toxic {s['toxic_share']:.2f}, "
-                f"ROC-AUC {auc}, mean score toxic {s['mean_score_toxic']:.2f} "
-                f"/ non-toxic {s['mean_score_non_toxic']:.2f}"
+                f"ROC-AUC {figure(s['roc_auc'])}, mean score toxic "
+                f"{figure(s['mean_score_toxic'])} / non-toxic {figure(s['mean_score_non_toxic'])}"
             )
 
 
