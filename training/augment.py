@@ -392,7 +392,9 @@ def template_rows(
     rng = random.Random(seed)
     rows: list[TemplateRow] = []
 
-    def fill(templates: Sequence[str], slot: str, terms: Sequence[str], label: int, kind: str):
+    def fill(
+        templates: Sequence[str], slot: str, terms: Sequence[str], label: int, kind: str
+    ) -> None:
         for template in templates:
             chosen = rng.sample(list(terms), min(terms_per_template, len(terms)))
             for term in chosen:
@@ -450,7 +452,9 @@ def swap_identities(text: str, rng: random.Random) -> str | None:
     """
     changed = False
 
-    def replace(match, families: dict[str, tuple[str, ...]], everything: tuple[str, ...]) -> str:
+    def replace(
+        match: re.Match[str], families: dict[str, tuple[str, ...]], everything: tuple[str, ...]
+    ) -> str:
         nonlocal changed
         term = match.group(1)
         if term.lower() in NOT_SWAPPED:

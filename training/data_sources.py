@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TypeVar
 
 # The service's own hashing, so a training record and the artifact check agree by construction.
-from ml_prod_api.providers.artifact_files import sha256_file
+from ml_prod_api.providers.artifact_files import sha256_file as sha256_file  # re-exported
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data"

@@ -63,7 +63,7 @@ def model_input_names(model: Any) -> list[str]:
     """input_ids, attention_mask, and token_type_ids where the architecture has them."""
     params = inspect.signature(model.forward).parameters
     names = ["input_ids", "attention_mask"]
-    if "token_type_ids" in params and getattr(model.config, "type_vocab_size", 0):
+    if "token_type_ids" in params and getattr(model.config, "type_vocab_size", None):
         names.append("token_type_ids")
     return names
 
@@ -87,7 +87,8 @@ def export_fp32(checkpoint: Path, target: Path, opset: int = OPSET) -> list[str]
             self.inner = model
 
         def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-            return self.inner(**dict(zip(names, tensors, strict=True))).logits
+            logits: torch.Tensor = self.inner(**dict(zip(names, tensors, strict=True))).logits
+            return logits
 
     sample = tokenizer(
         ["an example to trace", "a second, longer example to trace the export with"],
@@ -102,7 +103,7 @@ def export_fp32(checkpoint: Path, target: Path, opset: int = OPSET) -> list[str]
     with warnings.catch_warnings():
         # TracerWarnings flag Python-level shape checks frozen into the trace; the exported graph
         # is checked against torch on batches of other shapes (export checks and tests).
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # type: ignore[attr-defined]
         torch.onnx.export(
             LogitsOnly(),
             args,
@@ -427,7 +428,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     # The fused fp32 graph is the one quantised: check it, not just the raw export.
     fp32_proba = OnnxScorer(output, fused_path, args.threads).predict_proba(val.texts)
     int8_proba = OnnxScorer(output, int8, args.threads).predict_proba(val.texts)
-    checks = {
+    checks: dict[str, Any] = {
         "reference": "fp32 torch checkpoint, tweeteval_offensive/val",
         "fp32_fused_onnx_vs_torch": agreement(ref_proba, fp32_proba, threshold),
         "int8_onnx_vs_fp32_torch": agreement(ref_proba, int8_proba, threshold)

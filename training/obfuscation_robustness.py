@@ -42,7 +42,8 @@ def target_words(text: str, weights: dict[str, float]) -> list[str]:
 def obfuscate(text: str, words: list[str], method: str, rng: random.Random) -> str:
     for word in words:
         how = METHODS[rng.choice(list(METHODS))] if method == "mixed" else METHODS[method]
-        text = re.sub(rf"\b{re.escape(word)}\b", lambda _m, w=word, h=how: h(w, rng), text)
+        # Each occurrence gets its own respelling; the lambda runs within this iteration.
+        text = re.sub(rf"\b{re.escape(word)}\b", lambda _m: how(word, rng), text)  # noqa: B023
     return text
 
 

@@ -234,7 +234,7 @@ def select_short_band(
                     trials.append((share, candidate, s_band, l_band))
                 trials.sort(key=lambda t: (t[0], t[1][1] - t[1][0]))
                 for _, _, s_band, l_band in trials:
-                    combined, _, _, _ = combine(scores, *l_band, short=(cut, s_band))
+                    combined, _, _, _ = combine(scores, l_band[0], l_band[1], short=(cut, s_band))
                     if worst_gap(scores, combined, reference) <= budget:
                         break  # the band held before is on the grid and meets it
                 short_band, long_band = s_band, l_band

@@ -70,4 +70,5 @@ def source_balanced_weights(sources: Sequence[str]) -> np.ndarray:
     for source in set(sources):
         mask = names == source
         weights[mask] = 1.0 / mask.sum()
-    return weights * len(names) / weights.sum()
+    balanced: np.ndarray = weights * len(names) / weights.sum()
+    return balanced

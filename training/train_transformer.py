@@ -384,7 +384,8 @@ def load_base(base: str) -> tuple[Any, Any]:
 def make_optimizer(model: Any, cfg: TrainConfig, offsets: SourceOffsets | None = None) -> Any:
     import torch
 
-    decay, no_decay = [], []
+    decay: list[Any] = []
+    no_decay: list[Any] = []
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
@@ -869,6 +870,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "narrow_negatives_out": args.narrow_negatives_out,
             "insult_templates": args.insult_templates,
             "optional_sources": args.with_source,
+            "mention_share": args.mention_share,
             "train_on_served_text": args.train_on_served_text,
             "teacher": teacher,
         },
